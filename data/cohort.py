@@ -1,0 +1,425 @@
+"""Reading a cohort export into a validated, typed DataFrame.
+
+Every problem in a file is collected before anything is refused, and each is reported by
+column, rule and file line (the header is line 1, as a spreadsheet numbers rows). Values
+are never echoed: a cohort holds patient data, and errors may end up in logs.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data.contract import (
+    BASELINE_SUBSCALES,
+    FALSE_VALUES,
+    FIELD_BY_NAME,
+    FIELDS,
+    FOLLOW_UP_SUBSCALES,
+    PREDICTOR_NAMES,
+    TARGET,
+    TRUE_VALUES,
+    Kind,
+    PatientField,
+    Role,
+)
+
+logger = logging.getLogger(__name__)
+
+# Tokens that spreadsheet, R, SQL and Stata exports write for an empty cell.
+BLANK_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "."})
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
+_MAX_LINES_SHOWN = 12
+HEADER_LINE = 1
+REQUIRED_PREDICTORS: tuple[str, ...] = tuple(
+    f.name for f in FIELDS if f.role is Role.PREDICTOR and f.required and not f.blank_allowed
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One rule broken in one column, on the listed file lines (none for a whole column)."""
+
+    column: str
+    rule: str
+    lines: tuple[int, ...] = ()
+
+    def __str__(self) -> str:
+        if not self.lines:
+            return f"{self.column}: {self.rule}"
+        shown = ", ".join(str(line) for line in self.lines[:_MAX_LINES_SHOWN])
+        more = len(self.lines) - _MAX_LINES_SHOWN
+        suffix = f" and {more} more" if more > 0 else ""
+        noun = "line" if len(self.lines) == 1 else "lines"
+        return f"{self.column}: {self.rule} ({noun} {shown}{suffix})"
+
+
+class CohortError(ValueError):
+    """A cohort file that breaks the contract; carries every problem found."""
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        listing = "\n".join(f"  - {problem}" for problem in self.problems)
+        count = len(self.problems)
+        super().__init__(
+            f"{source} breaks the cohort contract ({count} problem{'s' * (count != 1)}):\n"
+            f"{listing}"
+        )
+
+
+@dataclass(slots=True)
+class Cohort:
+    """A validated cohort: typed contract columns, one row per treated joint.
+
+    Attributes
+    ----------
+    frame
+        Every contract column (absent optional columns are all-missing): numbers as floats,
+        categories as strings, booleans as 1.0/0.0, unknown values as NaN.
+    lines
+        The file line each row came from, for messages that point back into the file.
+    present
+        The contract columns the file actually had.
+    source
+        The file's name, for messages.
+    notes
+        Warnings for the user: ignored columns, rows that cannot be used and why.
+    """
+
+    frame: pd.DataFrame
+    lines: np.ndarray
+    present: frozenset[str]
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    @property
+    def has_outcomes(self) -> bool:
+        """Whether the file carries the 12-month scores (a training cohort)."""
+        return all(name in self.present for name in FOLLOW_UP_SUBSCALES)
+
+    @property
+    def complete(self) -> pd.Series:
+        """Rows with every required predictor known (KL grade may be blank)."""
+        return self.frame[list(REQUIRED_PREDICTORS)].notna().all(axis=1)
+
+    @property
+    def target(self) -> pd.Series:
+        """12-month improvement; NaN when any subscale at either time is blank."""
+        return womac_improvement(self.frame)
+
+    @property
+    def lost_to_follow_up(self) -> pd.Series:
+        """Rows whose 12-month scores are (partly) blank."""
+        if not self.has_outcomes:
+            return pd.Series(False, index=self.frame.index)
+        return self.frame[list(FOLLOW_UP_SUBSCALES)].isna().any(axis=1)
+
+    @property
+    def trainable(self) -> pd.Series:
+        """Rows that can be used for fitting: complete predictors and a known outcome."""
+        return self.complete & self.target.notna()
+
+    def predictors(self) -> pd.DataFrame:
+        """The model input: every predictor field, in contract order."""
+        return self.frame[list(PREDICTOR_NAMES)]
+
+
+def womac_total(frame: pd.DataFrame, subscales: Sequence[str] = BASELINE_SUBSCALES) -> pd.Series:
+    """Sum of WOMAC subscales; blank when any subscale is blank (pandas would give 0)."""
+    return frame[list(subscales)].sum(axis=1, min_count=len(subscales)).where(
+        frame[list(subscales)].notna().all(axis=1)
+    )
+
+
+def womac_improvement(frame: pd.DataFrame) -> pd.Series:
+    """Baseline total minus 12-month total; NaN for rows lost to follow-up."""
+    if not all(name in frame.columns for name in FOLLOW_UP_SUBSCALES):
+        return pd.Series(np.nan, index=frame.index, name=TARGET)
+    improvement = womac_total(frame) - womac_total(frame, FOLLOW_UP_SUBSCALES)
+    return improvement.rename(TARGET)
+
+
+def read_cohort(path: str | Path, *, require_outcomes: bool = False) -> Cohort:
+    """Read and validate a cohort CSV; refuse it with every problem listed.
+
+    Parameters
+    ----------
+    path
+        CSV export: comma, semicolon or tab separated; UTF-8 (with or without BOM) or Latin-1.
+    require_outcomes
+        Whether the 12-month subscale columns must be present (training needs them).
+
+    Returns
+    -------
+    Cohort
+        The typed cohort.
+
+    Raises
+    ------
+    CohortError
+        With every problem found, when the file breaks the contract.
+    """
+    cohort, problems = inspect_cohort(path, require_outcomes=require_outcomes)
+    if problems:
+        raise CohortError(cohort.source, problems)
+    return cohort
+
+
+def inspect_cohort(
+    path: str | Path, *, require_outcomes: bool = False
+) -> tuple[Cohort, list[Problem]]:
+    """Read a cohort CSV and list its problems without refusing it (for data reports).
+
+    Values that break a rule are typed as unknown in the returned cohort.
+
+    Raises
+    ------
+    CohortError
+        When the file cannot be read as a table at all (empty, binary, no header).
+    """
+    source = Path(path).name
+    try:
+        raw_bytes = Path(path).read_bytes()
+    except OSError as error:
+        raise CohortError(source, [Problem("file", f"cannot be read ({error.strerror})")]) from None
+    text, encoding_note = _decode(raw_bytes)
+    notes = [encoding_note] if encoding_note else []
+    table = _split_table(text, source)
+    return inspect_table(table, source=source, require_outcomes=require_outcomes, notes=notes)
+
+
+def validate_records(
+    records: Iterable[Mapping[str, Any]], *, source: str = "request"
+) -> Cohort:
+    """Validate patients given as mappings (already-typed values or strings)."""
+    rows = [
+        {key: ("" if value is None else str(value)) for key, value in record.items()}
+        for record in records
+    ]
+    table = pd.DataFrame(rows, dtype=object).fillna("")
+    cohort, problems = inspect_table(table, source=source, require_outcomes=False, require_id=False)
+    if problems:
+        raise CohortError(source, problems)
+    return cohort
+
+
+def inspect_table(
+    table: pd.DataFrame,
+    *,
+    source: str,
+    require_outcomes: bool,
+    require_id: bool = True,
+    notes: list[str] | None = None,
+) -> tuple[Cohort, list[Problem]]:
+    """Check a table of raw strings against the contract and type it.
+
+    Parameters
+    ----------
+    table
+        One row per treated joint, every cell a string as read from the file.
+    source
+        Name used in messages (a file name, never its content).
+    require_outcomes
+        Whether the 12-month subscale columns must be present.
+    require_id
+        Whether ``patient_id`` must be present (a single patient may be asked about without).
+    notes
+        Warnings gathered before this step.
+
+    Returns
+    -------
+    cohort, problems
+        The typed cohort (values breaking a rule typed as unknown) and every problem found.
+    """
+    notes = list(notes or [])
+    problems: list[Problem] = []
+    table = table.rename(columns=_normalise_header)
+
+    duplicated = sorted({c for c in table.columns if list(table.columns).count(c) > 1})
+    for name in duplicated:
+        problems.append(Problem(name, "column appears more than once in the header"))
+    if duplicated:
+        raise CohortError(source, problems)
+
+    known = [c for c in table.columns if c in FIELD_BY_NAME]
+    if not known:
+        raise CohortError(
+            source,
+            [Problem("header", "no column of the cohort contract found; is the header missing?")],
+        )
+    extra = [c for c in table.columns if c not in FIELD_BY_NAME]
+    if extra:
+        shown = ", ".join(name[:40] for name in extra[:10])
+        notes.append(f"ignored {len(extra)} column(s) not in the contract: {shown}")
+
+    required = [
+        f
+        for f in FIELDS
+        if (f.required and (require_id or f.role is not Role.IDENTIFIER))
+        or (require_outcomes and f.role is Role.OUTCOME)
+    ]
+    for spec in required:
+        if spec.name not in table.columns:
+            problems.append(Problem(spec.name, "required column is missing"))
+
+    if table.empty:
+        raise CohortError(source, [*problems, Problem("file", "has no data rows")])
+
+    lines = np.arange(len(table)) + HEADER_LINE + 1
+    typed: dict[str, pd.Series] = {}
+    for spec in FIELDS:
+        if spec.name not in table.columns:
+            typed[spec.name] = pd.Series(
+                np.nan, index=table.index, dtype=object if _is_text(spec) else float
+            )
+            continue
+        values, field_problems, blank = _parse_column(table[spec.name], spec, lines)
+        typed[spec.name] = values
+        problems.extend(field_problems)
+        if blank.any() and spec.required and not spec.blank_allowed:
+            blank_lines = tuple(int(line) for line in lines[blank])
+            if spec.role is Role.IDENTIFIER:
+                if require_id:
+                    problems.append(Problem(spec.name, "must not be blank", blank_lines))
+            else:
+                notes.append(
+                    f"{Problem(spec.name, 'required value is blank', blank_lines)}; "
+                    "these rows are not used"
+                )
+
+    frame = pd.DataFrame(typed, index=pd.RangeIndex(len(table)))
+    cohort = Cohort(frame=frame, lines=lines, present=frozenset(known), source=source, notes=notes)
+    if cohort.has_outcomes:
+        lost = int(cohort.lost_to_follow_up.sum())
+        if lost:
+            notes.append(f"{lost} row(s) lost to follow-up (12-month scores blank)")
+    repeats = frame["patient_id"].duplicated(keep=False)
+    if repeats.any():
+        repeated_joint = frame.duplicated(subset=["patient_id", "joint"], keep=False)
+        notes.append(
+            f"{int(frame.loc[repeats, 'patient_id'].nunique())} patient_id value(s) occur on "
+            "more than one row (one row per treated joint); their rows are kept together "
+            "when the cohort is split"
+            + (
+                f"; {int(repeated_joint.sum())} row(s) repeat the same patient and joint"
+                if repeated_joint.any()
+                else ""
+            )
+        )
+    return cohort, problems
+
+
+def model_input(patients: pd.DataFrame) -> pd.DataFrame:
+    """The predictor columns in contract order, absent ones filled as unknown."""
+    columns = {}
+    for name in PREDICTOR_NAMES:
+        spec = FIELD_BY_NAME[name]
+        if name in patients.columns:
+            columns[name] = patients[name]
+        else:
+            columns[name] = pd.Series(
+                np.nan, index=patients.index, dtype=object if _is_text(spec) else float
+            )
+    return pd.DataFrame(columns, index=patients.index)
+
+
+def _is_text(spec: PatientField) -> bool:
+    return spec.kind in (Kind.CATEGORY, Kind.IDENTIFIER)
+
+
+def _normalise_header(name: object) -> str:
+    """Exports vary in case and spacing of headers: ``" Age "`` and ``KL-Grade`` still match."""
+    return re.sub(r"[\s\-]+", "_", str(name).strip().lstrip("\ufeff")).lower()
+
+
+def _decode(raw: bytes) -> tuple[str, str | None]:
+    try:
+        return raw.decode("utf-8-sig"), None
+    except UnicodeDecodeError:
+        # Spreadsheets on Windows export Latin-1/CP-1252; the contract's own names are ASCII.
+        return raw.decode("latin-1"), "file is not UTF-8; read as Latin-1"
+
+
+def _split_table(text: str, source: str) -> pd.DataFrame:
+    if not text.strip():
+        raise CohortError(source, [Problem("file", "is empty")])
+    if "\x00" in text:
+        raise CohortError(source, [Problem("file", "is not a text CSV file (binary content)")])
+    first_line = text.lstrip().splitlines()[0]
+    delimiter = max((",", ";", "\t"), key=first_line.count)
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+    except csv.Error as error:
+        raise CohortError(source, [Problem("file", f"is not a valid CSV file ({error})")]) from None
+    rows = [row for row in rows if any(cell.strip() for cell in row)]
+    header, body = rows[0], rows[1:]
+    problems = []
+    ragged = [i + HEADER_LINE + 1 for i, row in enumerate(body) if len(row) != len(header)]
+    if ragged:
+        problems.append(
+            Problem("file", "row has a different number of cells than the header", tuple(ragged))
+        )
+    if problems:
+        raise CohortError(source, problems)
+    table = pd.DataFrame(body, columns=header, dtype=object)
+    return table
+
+
+def _parse_column(
+    raw: pd.Series, spec: PatientField, lines: np.ndarray
+) -> tuple[pd.Series, list[Problem], np.ndarray]:
+    """Parse one column; returns the typed values, problems and the blank mask."""
+    text = raw.astype(str).str.strip()
+    blank = text.str.lower().isin(BLANK_TOKENS).to_numpy()
+    problems: list[Problem] = []
+
+    def flag(mask: np.ndarray, what: str) -> None:
+        if mask.any():
+            problems.append(
+                Problem(spec.name, f"{what}: {spec.rule}", tuple(int(x) for x in lines[mask]))
+            )
+
+    if spec.kind is Kind.IDENTIFIER:
+        return text.where(~blank, np.nan).astype(object), problems, blank
+
+    if spec.kind is Kind.CATEGORY:
+        lowered = text.str.lower().str.replace(r"[\s\-]+", "_", regex=True)
+        lowered = lowered.replace(dict(spec.aliases))
+        allowed = lowered.isin(spec.categories).to_numpy()
+        flag(~blank & ~allowed, "not an allowed value")
+        return lowered.where(~blank & allowed, np.nan).astype(object), problems, blank
+
+    if spec.kind is Kind.BOOLEAN:
+        lowered = text.str.lower()
+        is_true = lowered.isin(TRUE_VALUES).to_numpy()
+        is_false = lowered.isin(FALSE_VALUES).to_numpy()
+        flag(~blank & ~is_true & ~is_false, "not a yes/no value")
+        values = np.where(is_true, 1.0, np.where(is_false, 0.0, np.nan))
+        return pd.Series(values, index=raw.index), problems, blank
+
+    # Exports from locales that write 29,5 for 29.5 (usually semicolon-separated).
+    decimal_comma = text.str.match(_DECIMAL_COMMA.pattern)
+    text = text.where(~decimal_comma, text.str.replace(",", "."))
+    numbers = pd.to_numeric(text.where(~blank, ""), errors="coerce").to_numpy(dtype=float)
+    finite = np.isfinite(numbers)
+    flag(~blank & ~finite, "not a number")
+    if spec.kind is Kind.INTEGER:
+        flag(~blank & finite & (np.round(numbers) != numbers), "not a whole number")
+    assert spec.minimum is not None and spec.maximum is not None
+    outside = finite & ((numbers < spec.minimum) | (numbers > spec.maximum))
+    flag(~blank & outside, "out of range")
+    numbers = np.where(finite & ~outside, numbers, np.nan)
+    return pd.Series(numbers, index=raw.index), problems, blank

@@ -1,0 +1,78 @@
+"""The one settings object: paths, tracking store, registry names, seed, thresholds, limits.
+
+Read from the environment (prefix ``WOMAC_``) and a ``.env`` file in the working directory.
+MLflow's own ``MLFLOW_TRACKING_URI`` is honoured. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Configuration of training, scoring and serving."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WOMAC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.",
+    )
+    artifact_root: Path = Field(
+        default=Path("mlruns"),
+        description="Where new experiments keep their artifacts when the store is local.",
+    )
+    generated_dir: Path = Field(
+        default=Path("generated"), description="Where simulated cohorts are written."
+    )
+    experiment_name: str = "womac"
+    model_name: str = "womac-improvement"
+    champion_alias: str = "champion"
+
+    seed: int = Field(default=20261125, description="Seed of every random choice.")
+    default_cohort_size: int = Field(default=5000, ge=50)
+    test_fraction: float = Field(default=0.2, gt=0.05, lt=0.5)
+    cv_folds: int = Field(default=5, ge=2, le=20)
+
+    responder_min_points: float = Field(
+        default=9.0, description="Clinically important improvement: at least this many points."
+    )
+    responder_min_fraction: float = Field(
+        default=0.2, description="... and at least this fraction of the baseline total."
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_key: SecretStr | None = None
+    max_batch_size: int = Field(default=1000, ge=1)
+
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI to use: ours, then MLflow's variable, then a local SQLite file."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if env_uri:
+            return env_uri
+        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+    def resolved_artifact_root(self) -> str:
+        """Absolute artifact location for new experiments, so the store works from any folder."""
+        return self.artifact_root.resolve().as_uri()
+
+    @property
+    def model_uri(self) -> str:
+        """URI of the served model: the champion alias of the registered model."""
+        return f"models:/{self.model_name}@{self.champion_alias}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

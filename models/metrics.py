@@ -1,0 +1,32 @@
+"""Evaluation figures of a model of 12-month improvement."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def regression_metrics(observed: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """RMSE, MAE, R^2 and calibration of observed on predicted improvement.
+
+    Calibration is the least-squares line ``observed = intercept + slope * predicted``: a
+    slope of 1 and intercept of 0 mean the predictions are on the right scale; a slope below
+    1 means they are too spread out (over-fitted). With constant predictions the slope is
+    undefined (NaN).
+    """
+    observed = np.asarray(observed, dtype=float)
+    predicted = np.asarray(predicted, dtype=float)
+    residual = observed - predicted
+    total = float(np.sum((observed - observed.mean()) ** 2))
+    spread = float(np.var(predicted))
+    if spread > 1e-12:
+        slope = float(np.cov(predicted, observed, bias=True)[0, 1] / spread)
+        intercept = float(observed.mean() - slope * predicted.mean())
+    else:
+        slope, intercept = float("nan"), float("nan")
+    return {
+        "rmse": float(np.sqrt(np.mean(residual**2))),
+        "mae": float(np.mean(np.abs(residual))),
+        "r2": 1.0 - float(np.sum(residual**2)) / total if total > 0 else float("nan"),
+        "calibration_slope": slope,
+        "calibration_intercept": intercept,
+    }

@@ -1,0 +1,195 @@
+"""The ``womac`` command line: simulate, validate, train, predict, serve."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from data.cohort import CohortError
+
+app = typer.Typer(
+    name="womac",
+    help="Predict and explain 12-month WOMAC improvement after MSC therapy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+
+def _refuse(error: Exception) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    return typer.Exit(code=1)
+
+
+@app.command()
+def simulate(
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of treated joints.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same cohort.")] = 1,
+    out: Annotated[Path, typer.Option(help="Cohort CSV to write.")] = Path("cohort.csv"),
+    oracle: Annotated[
+        Path | None,
+        typer.Option(help="Also write each patient's noise-free expected improvement here."),
+    ] = None,
+) -> None:
+    """Simulate a cohort from literature figures."""
+    import pandas as pd
+
+    from data.simulate import simulate_cohort
+    from pipeline.files import atomic_write_csv
+
+    cohort, expected = simulate_cohort(n, seed)
+    atomic_write_csv(cohort, out)
+    console.print(f"Wrote {len(cohort)} simulated patients to {out}")
+    if oracle is not None:
+        atomic_write_csv(pd.concat([cohort["patient_id"], expected], axis=1), oracle)
+        console.print(f"Wrote their noise-free expected improvement to {oracle}")
+
+
+@app.command()
+def validate(
+    file: Annotated[Path, typer.Argument(help="Cohort CSV to check.", show_default=False)],
+) -> None:
+    """Check a cohort CSV against the contract and print a data report."""
+    from data.cohort import inspect_cohort
+    from data.report import summarise
+
+    try:
+        cohort, problems = inspect_cohort(file)
+    except CohortError as error:
+        raise _refuse(error) from None
+    report = summarise(cohort, problems)
+    console.print(f"[bold]{report.source}[/]: {report.rows} rows")
+    if cohort.has_outcomes:
+        console.print(
+            f"  lost to follow-up: {report.lost_to_follow_up} "
+            f"({report.lost_to_follow_up / max(report.rows, 1):.1%}); "
+            f"usable for training: {report.usable_for_training}"
+        )
+    table = Table("field", "column", "blank", title="Missingness per field", title_justify="left")
+    for summary in report.fields:
+        column = "present" if summary.present else ("MISSING" if summary.required else "absent")
+        table.add_row(summary.name, column, f"{summary.blank} ({summary.blank_fraction:.1%})")
+    console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if problems:
+        errors.print(f"[bold red]{len(problems)} problem(s):[/]")
+        for problem in problems:
+            errors.print(f"  - {problem}", highlight=False, markup=False)
+        raise typer.Exit(code=1)
+    console.print("[green]The cohort follows the contract.[/]")
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Cohort CSV with 12-month scores; default: a simulated cohort."),
+    ] = None,
+) -> None:
+    """Train, compare, log to MLflow and register a model."""
+    from data.settings import get_settings
+    from pipeline.train import TrainingError
+    from pipeline.train import train as run_training
+
+    settings = get_settings()
+    with console.status("Starting", spinner="dots") as status:
+        try:
+            result = run_training(data, settings, on_step=lambda step: status.update(step))
+        except (CohortError, TrainingError) as error:
+            raise _refuse(error) from None
+    _print_training(result)
+
+
+def _print_training(result) -> None:  # type: ignore[no-untyped-def]
+    from models.candidates import COMPARATOR
+
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    table = Table(
+        "model", "", "CV RMSE", "RMSE", "MAE", "R²", "slope", "intercept",
+        title=f"Held-out figures: {result.n_train} training, {result.n_test} held-out patients",
+        caption="slope, intercept: calibration of observed on predicted improvement",
+        title_justify="left",
+    )
+    rows = [(c.name, c.cv["rmse"], c.test) for c in result.candidates]
+    if result.oracle_test is not None:
+        rows.append(("oracle", float("nan"), result.oracle_test))
+    roles = {result.chosen: "chosen", COMPARATOR: "comparator", "oracle": "noise-free truth"}
+    for name, cv_rmse, test in rows:
+        table.add_row(
+            name,
+            roles.get(name, ""),
+            "" if cv_rmse != cv_rmse else f"{cv_rmse:.2f}",
+            f"{test['rmse']:.2f}",
+            f"{test['mae']:.2f}",
+            f"{test['r2']:.3f}",
+            f"{test['calibration_slope']:.2f}",
+            f"{test['calibration_intercept']:.2f}",
+            style="bold" if name == result.chosen else None,
+        )
+    console.print(table)
+    verdict = "now champion" if result.promotion.promoted else "registered, not promoted"
+    console.print(
+        f"Model version {result.model_version}: {verdict} ({result.promotion.reason}). "
+        f"MLflow run {result.run_id}. Took {result.seconds:.1f} s."
+    )
+
+
+@app.command()
+def predict(
+    data: Annotated[Path, typer.Option(help="Cohort CSV of patients to score.")],
+    out: Annotated[Path, typer.Option(help="Where to write the scores (CSV).")],
+    model_uri: Annotated[
+        str | None, typer.Option(help="Model to use; default: the registered champion.")
+    ] = None,
+) -> None:
+    """Score a cohort file with the champion (or another model)."""
+    from data.settings import get_settings
+    from pipeline.predict import score_cohort
+
+    settings = get_settings()
+    uri = model_uri or settings.model_uri
+    try:
+        summary = score_cohort(data, out, uri, settings.resolved_tracking_uri())
+    except CohortError as error:
+        raise _refuse(error) from None
+    except Exception as error:
+        if type(error).__name__ in {"MlflowException", "RestException"}:
+            raise _refuse(
+                RuntimeError(f"cannot load model {uri}; train one with `womac train`")
+            ) from None
+        raise
+    console.print(
+        f"Scored {summary.scored} of {summary.rows} rows with {summary.model_uri}; "
+        f"wrote {summary.out}"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+) -> None:
+    """Serve the champion over HTTP."""
+    import uvicorn
+
+    from data.settings import get_settings
+
+    settings = get_settings()
+    host = host or settings.host
+    port = port or settings.port
+    console.print(f"womac service on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run("serve.main:create_app", factory=True, host=host, port=port, log_level="info")
+
+
+def main() -> None:  # pragma: no cover - console script entry
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()

@@ -1,0 +1,396 @@
+"""Training: validate -> split -> select -> fit -> evaluate -> log -> register -> promote.
+
+One MLflow run per training, with a nested run per candidate. The held-out split is set
+aside before anything is fitted, used for no choice, and scored once for the final figures.
+The new model is registered only when every step before succeeded, and becomes champion only
+when it beats the current champion on this run's held-out patients.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit
+from sklearn.pipeline import Pipeline
+
+from data.cohort import Cohort, model_input, read_cohort, validate_records
+from data.contract import PREDICTOR_NAMES
+from data.report import DataReport, summarise
+from data.settings import Settings
+from data.simulate import ORACLE, simulate_cohort
+from models.candidates import CANDIDATES, COMPARATOR, Candidate
+from models.explain import explain
+from models.metrics import regression_metrics
+from models.store import champion_version, connect, load_pipeline, log_pipeline
+from pipeline.files import atomic_write_csv
+from pipeline.plots import observed_vs_predicted, residuals, shap_summary
+
+logger = logging.getLogger(__name__)
+
+MIN_TRAINING_ROWS = 50
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; nothing was registered."""
+
+
+@dataclass(slots=True)
+class CandidateResult:
+    """One candidate after cross-validation and its single held-out evaluation."""
+
+    name: str
+    description: str
+    params: dict[str, Any]
+    cv: dict[str, float]
+    test: dict[str, float]
+    pipeline: Pipeline
+    run_id: str = ""
+
+
+@dataclass(slots=True)
+class Promotion:
+    """Whether the new version became champion, and why."""
+
+    promoted: bool
+    reason: str
+    champion_rmse: float | None = None
+
+
+@dataclass(slots=True)
+class TrainingResult:
+    """What a training run produced, for the summary table and for tests."""
+
+    run_id: str
+    experiment_id: str
+    data: DataReport
+    n_train: int
+    n_test: int
+    candidates: list[CandidateResult]
+    chosen: str
+    oracle_test: dict[str, float] | None
+    model_version: str
+    promotion: Promotion
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def chosen_result(self) -> CandidateResult:
+        """The selected candidate."""
+        return next(c for c in self.candidates if c.name == self.chosen)
+
+
+def default_cohort(settings: Settings) -> tuple[Path, Path]:
+    """Write the simulated default cohort (and its oracle) unless it is already there."""
+    n, seed = settings.default_cohort_size, settings.seed
+    path = settings.generated_dir / f"cohort-n{n}-seed{seed}.csv"
+    oracle_path = path.with_name(path.stem + "-oracle.csv")
+    if not (path.exists() and oracle_path.exists()):
+        cohort, oracle = simulate_cohort(n, seed)
+        atomic_write_csv(pd.concat([cohort["patient_id"], oracle], axis=1), oracle_path)
+        atomic_write_csv(cohort, path)
+    return path, oracle_path
+
+
+def train(
+    data: Path | None,
+    settings: Settings,
+    *,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> TrainingResult:
+    """Train, compare, log and register a model of 12-month WOMAC improvement.
+
+    Parameters
+    ----------
+    data
+        A cohort CSV in the contract with 12-month scores; ``None`` for the simulated
+        default cohort of ``settings.default_cohort_size`` patients.
+    settings
+        Tracking store, registry names, seed, split and CV settings.
+    on_step
+        Called with a short description as each step starts (for a progress display).
+
+    Raises
+    ------
+    data.cohort.CohortError
+        When the cohort breaks the contract; nothing is logged or registered.
+    TrainingError
+        When the cohort is too small to train on.
+    """
+    started = time.perf_counter()
+    on_step("Validating cohort")
+    oracle: pd.Series | None = None
+    if data is None:
+        data, oracle_path = default_cohort(settings)
+        cohort = read_cohort(data, require_outcomes=True)
+        oracle_frame = pd.read_csv(oracle_path)
+        oracle = cohort.frame["patient_id"].map(
+            dict(zip(oracle_frame["patient_id"].astype(str), oracle_frame[ORACLE], strict=True))
+        )
+    else:
+        cohort = read_cohort(data, require_outcomes=True)
+    report = summarise(cohort, path=Path(data))
+    usable = cohort.trainable.to_numpy()
+    if usable.sum() < MIN_TRAINING_ROWS:
+        raise TrainingError(
+            f"{cohort.source} has {int(usable.sum())} usable rows (complete predictors and "
+            f"12-month scores); at least {MIN_TRAINING_ROWS} are needed to train"
+        )
+
+    on_step("Splitting into training and held-out patients")
+    frame = cohort.frame[usable].reset_index(drop=True)
+    patients = model_input(frame)
+    improvement = cohort.target[usable].to_numpy(dtype=float)
+    groups = frame["patient_id"].to_numpy()
+    splitter = GroupShuffleSplit(
+        n_splits=1, test_size=settings.test_fraction, random_state=settings.seed
+    )
+    train_rows, test_rows = next(splitter.split(patients, improvement, groups))
+    x_train, y_train = patients.iloc[train_rows], improvement[train_rows]
+    x_test, y_test = patients.iloc[test_rows], improvement[test_rows]
+
+    candidates: list[CandidateResult] = []
+    for candidate in CANDIDATES.values():
+        on_step(f"Cross-validating {candidate.name}")
+        candidates.append(
+            _select(candidate, x_train, y_train, groups[train_rows], settings)
+        )
+    # Selection uses cross-validation on the training split only.
+    chosen = min(candidates, key=lambda c: c.cv["rmse"])
+
+    on_step("Scoring held-out patients")
+    for result in candidates:
+        result.test = regression_metrics(y_test, result.pipeline.predict(x_test))
+    oracle_test = None
+    if oracle is not None:
+        oracle_test = regression_metrics(
+            y_test, oracle[usable].to_numpy(dtype=float)[test_rows]
+        )
+
+    client = connect(settings.resolved_tracking_uri())
+    experiment_id = _experiment(client, settings)
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
+        on_step("Logging candidates to MLflow")
+        _log_run(run.info.run_id, cohort, report, settings, chosen, candidates, oracle_test,
+                 len(train_rows), len(test_rows))
+        on_step("Drawing plots and SHAP summary")
+        _log_plots(chosen, x_test, y_test)
+        on_step("Logging the fitted pipeline")
+        example = _input_example(settings.seed)
+        model_info = log_pipeline(chosen.pipeline, example)
+        on_step("Comparing with the current champion")
+        promotion = _compare_with_champion(client, settings, chosen, x_test, y_test)
+        on_step("Registering the model")
+        version = _register(client, settings, model_info.model_uri, run.info.run_id, promotion)
+        mlflow.set_tags({"model_version": version, "promoted": str(promotion.promoted)})
+
+    return TrainingResult(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        data=report,
+        n_train=len(train_rows),
+        n_test=len(test_rows),
+        candidates=candidates,
+        chosen=chosen.name,
+        oracle_test=oracle_test,
+        model_version=version,
+        promotion=promotion,
+        seconds=time.perf_counter() - started,
+        notes=list(cohort.notes),
+    )
+
+
+def _select(
+    candidate: Candidate,
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    groups: np.ndarray,
+    settings: Settings,
+) -> CandidateResult:
+    """Tune one candidate by grouped K-fold CV on the training split and refit the best."""
+    folds = GroupKFold(n_splits=settings.cv_folds, shuffle=True, random_state=settings.seed)
+    search = GridSearchCV(
+        candidate.build(settings.seed),
+        [candidate.grid],
+        scoring={
+            "rmse": "neg_root_mean_squared_error",
+            "mae": "neg_mean_absolute_error",
+            "r2": "r2",
+        },
+        refit="rmse",
+        cv=folds,
+        n_jobs=1,
+        error_score="raise",
+    )
+    with warnings.catch_warnings():
+        # Spline bases of the ridge candidate are collinear by design; the penalty handles it.
+        warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+        search.fit(x_train, y_train, groups=groups)
+    best = search.best_index_
+    results = search.cv_results_
+    cv = {
+        "rmse": float(-results["mean_test_rmse"][best]),
+        "rmse_sd": float(results["std_test_rmse"][best]),
+        "mae": float(-results["mean_test_mae"][best]),
+        "r2": float(results["mean_test_r2"][best]),
+    }
+    return CandidateResult(
+        name=candidate.name,
+        description=candidate.description,
+        params={k: v for k, v in search.best_params_.items()},
+        cv=cv,
+        test={},
+        pipeline=search.best_estimator_,
+    )
+
+
+def _experiment(client: Any, settings: Settings) -> str:
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    return str(
+        client.create_experiment(
+            settings.experiment_name, artifact_location=settings.resolved_artifact_root()
+        )
+    )
+
+
+def _log_run(
+    run_id: str,
+    cohort: Cohort,
+    report: DataReport,
+    settings: Settings,
+    chosen: CandidateResult,
+    candidates: list[CandidateResult],
+    oracle_test: dict[str, float] | None,
+    n_train: int,
+    n_test: int,
+) -> None:
+    import mlflow
+
+    mlflow.set_tags(
+        {
+            "data.source": cohort.source,
+            "data.sha256": report.sha256 or "",
+            "chosen_model": chosen.name,
+        }
+    )
+    mlflow.log_params(
+        {
+            "data_rows": report.rows,
+            "lost_to_follow_up": report.lost_to_follow_up,
+            "incomplete_predictors": report.incomplete_predictors,
+            "n_train": n_train,
+            "n_test": n_test,
+            "seed": settings.seed,
+            "cv_folds": settings.cv_folds,
+            "test_fraction": settings.test_fraction,
+            "chosen_model": chosen.name,
+            "fields_used": ",".join(
+                name for name in PREDICTOR_NAMES if name in cohort.present
+            ),
+        }
+    )
+    mlflow.log_dict(report.as_dict(), "data/summary.json")
+    for result in candidates:
+        with mlflow.start_run(run_name=result.name, nested=True) as child:
+            mlflow.set_tags({"candidate": result.name, "chosen": str(result is chosen)})
+            mlflow.log_params({"description": result.description, **result.params})
+            mlflow.log_metrics({f"cv_{k}": v for k, v in result.cv.items()})
+            mlflow.log_metrics({f"test_{k}": v for k, v in result.test.items()})
+            result.run_id = child.info.run_id
+    metrics = {f"test_{k}": v for k, v in chosen.test.items()}
+    metrics |= {f"cv_{k}": v for k, v in chosen.cv.items()}
+    comparator = next(c for c in candidates if c.name == COMPARATOR)
+    metrics |= {f"comparator_test_{k}": v for k, v in comparator.test.items()}
+    if oracle_test is not None:
+        metrics |= {f"oracle_test_{k}": v for k, v in oracle_test.items()}
+    mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+
+
+def _log_plots(chosen: CandidateResult, x_test: pd.DataFrame, y_test: np.ndarray) -> None:
+    import mlflow
+
+    explanation = explain(chosen.pipeline, x_test)
+    predicted = explanation.expected_improvement
+    title = f"{chosen.name}, held-out patients (n={len(y_test)})"
+    mlflow.log_figure(observed_vs_predicted(y_test, predicted, title), "plots/observed_vs_predicted.png")
+    mlflow.log_figure(residuals(y_test, predicted, title), "plots/residuals.png")
+    mlflow.log_figure(shap_summary(explanation, x_test, title), "plots/shap_summary.png")
+
+
+def _input_example(seed: int) -> pd.DataFrame:
+    """Two simulated patients (never a real one), the second with optional fields unknown."""
+    simulated, _ = simulate_cohort(2, seed)
+    records = simulated[list(PREDICTOR_NAMES)].to_dict("records")
+    for name in ("symptom_years", "activity_level", "cell_dose_millions", "prp"):
+        records[1][name] = None
+    return model_input(validate_records(records, source="example").frame)
+
+
+def _compare_with_champion(
+    client: Any,
+    settings: Settings,
+    chosen: CandidateResult,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+) -> Promotion:
+    """Decide promotion on this run's held-out patients (before anything is registered)."""
+    current = champion_version(client, settings.model_name, settings.champion_alias)
+    new_rmse = chosen.test["rmse"]
+    if current is None:
+        return Promotion(True, "no champion yet")
+    try:
+        champion = load_pipeline(f"models:/{settings.model_name}/{current.version}")
+        champion_rmse = float(np.sqrt(np.mean((y_test - champion.predict(x_test)) ** 2)))
+    except Exception as error:  # an unloadable champion cannot be served either
+        logger.warning("champion version %s cannot score: %s", current.version, type(error).__name__)
+        return Promotion(
+            True, f"champion v{current.version} cannot score this data ({type(error).__name__})"
+        )
+    if new_rmse < champion_rmse:
+        return Promotion(
+            True,
+            f"held-out RMSE {new_rmse:.3f} beats champion v{current.version} ({champion_rmse:.3f})",
+            champion_rmse,
+        )
+    return Promotion(
+        False,
+        f"held-out RMSE {new_rmse:.3f} does not beat champion v{current.version} "
+        f"({champion_rmse:.3f})",
+        champion_rmse,
+    )
+
+
+def _register(
+    client: Any, settings: Settings, model_uri: str, run_id: str, promotion: Promotion
+) -> str:
+    """Register the logged model; move the alias only if promoted; undo on any failure."""
+    import mlflow
+
+    version = mlflow.register_model(model_uri, settings.model_name).version
+    try:
+        client.set_model_version_tag(settings.model_name, version, "run_id", run_id)
+        client.set_model_version_tag(
+            settings.model_name, version, "promotion", "champion" if promotion.promoted else "not promoted"
+        )
+        client.set_model_version_tag(
+            settings.model_name, version, "promotion_reason", promotion.reason
+        )
+        if promotion.promoted:
+            client.set_registered_model_alias(
+                settings.model_name, settings.champion_alias, version
+            )
+    except BaseException:
+        client.delete_model_version(settings.model_name, version)
+        raise
+    return str(version)

@@ -1,0 +1,56 @@
+"""The FastAPI application: the champion is loaded once, at start-up."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from data.settings import Settings, get_settings
+from serve.model import load_champion
+from serve.routes import health, model, predict
+
+logger = logging.getLogger("womac.serve")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; ``uvicorn serve.main:create_app --factory`` runs it."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.model = load_champion(settings)
+        yield
+
+    app = FastAPI(
+        title="womac",
+        summary="Expected 12-month WOMAC improvement after MSC therapy, explained.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.model = None
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(health.router)
+    app.include_router(model.router)
+    app.include_router(predict.router)
+    return app
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    """422 naming each bad field and the rule it broke, without echoing what was sent."""
+    assert isinstance(error, RequestValidationError)
+    detail = [
+        {
+            "field": ".".join(str(part) for part in issue["loc"] if part != "body") or "body",
+            "loc": list(issue["loc"]),
+            "msg": issue["msg"],
+            "type": issue["type"],
+        }
+        for issue in error.errors()
+    ]
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail})

@@ -1,0 +1,16 @@
+"""Liveness."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+
+from serve.schemas import Health
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health)
+def health(request: Request) -> Health:
+    """Whether the service is up and a model is loaded."""
+    model = request.app.state.model
+    return Health(model_loaded=model is not None, model_version=model.version if model else None)

@@ -1,0 +1,109 @@
+"""Request and response models; the request schema is derived from the cohort contract."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from data.contract import FIELDS, Kind, PatientField, Role
+
+
+def _annotation(spec: PatientField) -> tuple[Any, Any]:
+    """Type and pydantic field of one contract field, with its range and meaning."""
+    description = spec.description + (f" Unit: {spec.unit}." if spec.unit else "")
+    extra: dict[str, Any] = {"title": spec.label, "description": description}
+    kind: Any
+    if spec.kind is Kind.IDENTIFIER:
+        kind = str
+        extra |= {"min_length": 1, "max_length": 64}
+    elif spec.kind is Kind.CATEGORY:
+        kind = Literal[spec.categories]  # type: ignore[valid-type]
+    elif spec.kind is Kind.BOOLEAN:
+        kind = bool
+    else:
+        kind = int if spec.kind is Kind.INTEGER else float
+        extra |= {"ge": spec.minimum, "le": spec.maximum, "allow_inf_nan": False}
+    if spec.role is Role.IDENTIFIER or not spec.required:
+        return kind | None, Field(default=None, **extra)
+    if spec.blank_allowed:
+        # Must be sent, but may be null: an explicit "unknown" rather than a forgotten field.
+        return kind | None, Field(..., **extra)
+    return kind, Field(..., **extra)
+
+
+PatientRequest: type[BaseModel] = create_model(  # type: ignore[call-overload]
+    "PatientRequest",
+    __config__=ConfigDict(extra="forbid", title="Patient"),
+    __doc__="One treated joint, described by the fields of the cohort contract.",
+    **{spec.name: _annotation(spec) for spec in FIELDS if spec.role is not Role.OUTCOME},
+)
+
+
+class Contribution(BaseModel):
+    """How much one field moved this patient's expected improvement from the base value."""
+
+    feature: str = Field(description="Contract field name.")
+    label: str = Field(description="The field in clinical words.")
+    value: bool | int | float | str | None = Field(description="The patient's value; null if unknown.")
+    unit: str = Field(description="Unit of the value, if any.")
+    contribution: float = Field(description="Points added to (or, if negative, taken from) "
+                                "the expected improvement.")
+    note: str | None = Field(
+        default=None, description="Set when the value was unknown or the model does not use it."
+    )
+
+
+class Explanation(BaseModel):
+    """SHAP attribution: base_value + sum(contributions) = expected_improvement."""
+
+    base_value: float = Field(description="Average expected improvement in the training cohort.")
+    contributions: list[Contribution]
+
+
+class ModelReference(BaseModel):
+    """Which registered model answered."""
+
+    name: str
+    version: str
+    run_id: str
+
+
+class Prediction(BaseModel):
+    """Expected 12-month WOMAC improvement for one patient, with its explanation."""
+
+    patient_id: str | None = None
+    expected_improvement: float = Field(
+        description="Expected improvement of the WOMAC total (0-96) at 12 months, in points; "
+        "positive means better."
+    )
+    explanation: Explanation
+    warnings: list[str] = Field(default_factory=list)
+    model: ModelReference
+
+
+class Health(BaseModel):
+    """Liveness, and whether a model is loaded."""
+
+    status: Literal["ok"] = "ok"
+    model_loaded: bool
+    model_version: str | None = None
+
+
+class ModelCard(BaseModel):
+    """The serving model and its evaluation figures."""
+
+    name: str
+    version: str
+    run_id: str
+    alias: str
+    candidate: str
+    fields_used: list[str]
+    held_out: dict[str, float] = Field(description="Held-out metrics of the chosen model.")
+    comparator_held_out: dict[str, float] = Field(
+        description="Held-out metrics of the baseline-WOMAC-only comparator."
+    )
+    oracle_held_out: dict[str, float] = Field(
+        description="Held-out metrics of the noise-free expectation (simulated cohorts only)."
+    )
+    cross_validation: dict[str, float]
