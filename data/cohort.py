@@ -139,8 +139,10 @@ class Cohort:
 
 def womac_total(frame: pd.DataFrame, subscales: Sequence[str] = BASELINE_SUBSCALES) -> pd.Series:
     """Sum of WOMAC subscales; blank when any subscale is blank (pandas would give 0)."""
-    return frame[list(subscales)].sum(axis=1, min_count=len(subscales)).where(
-        frame[list(subscales)].notna().all(axis=1)
+    return (
+        frame[list(subscales)]
+        .sum(axis=1, min_count=len(subscales))
+        .where(frame[list(subscales)].notna().all(axis=1))
     )
 
 
@@ -194,23 +196,25 @@ def inspect_cohort(
     try:
         raw_bytes = Path(path).read_bytes()
     except OSError as error:
-        raise CohortError(source, [Problem("file", f"cannot be read ({error.strerror})")]) from None
+        raise CohortError(
+            source, [Problem("file", f"cannot be read ({error.strerror})")]
+        ) from None
     text, encoding_note = _decode(raw_bytes)
     notes = [encoding_note] if encoding_note else []
     table = _split_table(text, source)
     return inspect_table(table, source=source, require_outcomes=require_outcomes, notes=notes)
 
 
-def validate_records(
-    records: Iterable[Mapping[str, Any]], *, source: str = "request"
-) -> Cohort:
+def validate_records(records: Iterable[Mapping[str, Any]], *, source: str = "request") -> Cohort:
     """Validate patients given as mappings (already-typed values or strings)."""
     rows = [
         {key: ("" if value is None else str(value)) for key, value in record.items()}
         for record in records
     ]
     table = pd.DataFrame(rows, dtype=object).fillna("")
-    cohort, problems = inspect_table(table, source=source, require_outcomes=False, require_id=False)
+    cohort, problems = inspect_table(
+        table, source=source, require_outcomes=False, require_id=False
+    )
     if problems:
         raise CohortError(source, problems)
     return cohort
@@ -363,7 +367,9 @@ def _split_table(text: str, source: str) -> pd.DataFrame:
     try:
         rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
     except csv.Error as error:
-        raise CohortError(source, [Problem("file", f"is not a valid CSV file ({error})")]) from None
+        raise CohortError(
+            source, [Problem("file", f"is not a valid CSV file ({error})")]
+        ) from None
     rows = [row for row in rows if any(cell.strip() for cell in row)]
     header, body = rows[0], rows[1:]
     problems = []
@@ -418,8 +424,9 @@ def _parse_column(
     flag(~blank & ~finite, "not a number")
     if spec.kind is Kind.INTEGER:
         flag(~blank & finite & (np.round(numbers) != numbers), "not a whole number")
-    assert spec.minimum is not None and spec.maximum is not None
-    outside = finite & ((numbers < spec.minimum) | (numbers > spec.maximum))
+    low = spec.minimum if spec.minimum is not None else -np.inf
+    high = spec.maximum if spec.maximum is not None else np.inf
+    outside = finite & ((numbers < low) | (numbers > high))
     flag(~blank & outside, "out of range")
     numbers = np.where(finite & ~outside, numbers, np.nan)
     return pd.Series(numbers, index=raw.index), problems, blank

@@ -131,9 +131,7 @@ FIELDS: tuple[PatientField, ...] = (
         "Patient ID",
         "Pseudonymous patient identifier; one row per treated joint, so a patient may repeat.",
     ),
-    PatientField(
-        "age", Kind.NUMBER, Role.PREDICTOR, "Age", "Age at treatment.", "years", 18, 100
-    ),
+    PatientField("age", Kind.NUMBER, Role.PREDICTOR, "Age", "Age at treatment.", "years", 18, 100),
     PatientField(
         "sex",
         Kind.CATEGORY,

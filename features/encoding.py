@@ -64,7 +64,7 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         self.categories = categories
         self.spline_knots = spline_knots
 
-    def __sklearn_tags__(self):  # type: ignore[no-untyped-def]
+    def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = True
         tags.input_tags.categorical = True
@@ -174,8 +174,8 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         if encoding["kind"] == "category":
             text = values.to_numpy(dtype=object)
             levels = encoding["levels"]
-            is_level = np.stack([text == level for level in levels], axis=1)
-            unknown = ~is_level.any(axis=1)
+            is_level = np.stack([np.equal(text, level) for level in levels], axis=1)
+            unknown = np.logical_not(is_level.any(axis=1))
             block = is_level.astype(float)
             if encoding["indicator"]:
                 return np.hstack([block, unknown[:, None].astype(float)])

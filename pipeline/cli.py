@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from data.cohort import CohortError
+
+if TYPE_CHECKING:
+    from pipeline.train import TrainingResult
 
 app = typer.Typer(
     name="womac",
@@ -31,7 +34,9 @@ def _refuse(error: Exception) -> typer.Exit:
 @app.command()
 def simulate(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of treated joints.")] = 5000,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same cohort.")] = 1,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; the same seed gives the same cohort.")
+    ] = 1,
     out: Annotated[Path, typer.Option(help="Cohort CSV to write.")] = Path("cohort.csv"),
     oracle: Annotated[
         Path | None,
@@ -108,13 +113,20 @@ def train(
     _print_training(result)
 
 
-def _print_training(result) -> None:  # type: ignore[no-untyped-def]
+def _print_training(result: TrainingResult) -> None:
     from models.candidates import COMPARATOR
 
     for note in result.notes:
         console.print(f"[yellow]note:[/] {note}", highlight=False)
     table = Table(
-        "model", "", "CV RMSE", "RMSE", "MAE", "R²", "slope", "intercept",
+        "model",
+        "",
+        "CV RMSE",
+        "RMSE",
+        "MAE",
+        "R²",
+        "slope",
+        "intercept",
         title=f"Held-out figures: {result.n_train} training, {result.n_test} held-out patients",
         caption="slope, intercept: calibration of observed on predicted improvement",
         title_justify="left",

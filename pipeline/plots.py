@@ -32,8 +32,13 @@ def observed_vs_predicted(observed: np.ndarray, predicted: np.ndarray, title: st
     if np.var(predicted) > 1e-12:
         slope, intercept = np.polyfit(predicted, observed, 1)
         grid = np.linspace(np.min(predicted), np.max(predicted), 50)
-        axes.plot(grid, intercept + slope * grid, color="#c05621", lw=2,
-                  label=f"calibration: slope {slope:.2f}, intercept {intercept:.1f}")
+        axes.plot(
+            grid,
+            intercept + slope * grid,
+            color="#c05621",
+            lw=2,
+            label=f"calibration: slope {slope:.2f}, intercept {intercept:.1f}",
+        )
     axes.set_xlabel("Predicted 12-month improvement (WOMAC points)")
     axes.set_ylabel("Observed 12-month improvement (WOMAC points)")
     axes.set_title(title)
@@ -68,7 +73,7 @@ def shap_summary(explanation: Explanation, patients: pd.DataFrame, title: str) -
     numeric = pd.DataFrame(
         {
             name: (
-                patients[name].astype("category").cat.codes.replace(-1, np.nan)
+                patients[name].astype("category").cat.codes.astype(float).replace(-1.0, np.nan)
                 if FIELD_BY_NAME[name].categories
                 else patients[name]
             )
@@ -86,4 +91,4 @@ def shap_summary(explanation: Explanation, patients: pd.DataFrame, title: str) -
     figure = plt.gcf()
     figure.suptitle(title)
     plt.close(figure)
-    return figure  # type: ignore[no-any-return]
+    return figure

@@ -61,4 +61,3 @@ def score_cohort(data: Path, out: Path, model_uri: str, tracking_uri: str) -> Ba
         output.at[row, "note"] = "not scored: blank " + ", ".join(flags.index[flags])
     atomic_write_csv(output, out)
     return BatchSummary(rows=len(output), scored=int(complete.sum()), out=out, model_uri=model_uri)
-

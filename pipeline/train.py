@@ -159,9 +159,7 @@ def train(
     candidates: list[CandidateResult] = []
     for candidate in CANDIDATES.values():
         on_step(f"Cross-validating {candidate.name}")
-        candidates.append(
-            _select(candidate, x_train, y_train, groups[train_rows], settings)
-        )
+        candidates.append(_select(candidate, x_train, y_train, groups[train_rows], settings))
     # Selection uses cross-validation on the training split only.
     chosen = min(candidates, key=lambda c: c.cv["rmse"])
 
@@ -170,9 +168,7 @@ def train(
         result.test = regression_metrics(y_test, result.pipeline.predict(x_test))
     oracle_test = None
     if oracle is not None:
-        oracle_test = regression_metrics(
-            y_test, oracle[usable].to_numpy(dtype=float)[test_rows]
-        )
+        oracle_test = regression_metrics(y_test, oracle[usable].to_numpy(dtype=float)[test_rows])
 
     client = connect(settings.resolved_tracking_uri())
     experiment_id = _experiment(client, settings)
@@ -180,8 +176,17 @@ def train(
 
     with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
         on_step("Logging candidates to MLflow")
-        _log_run(run.info.run_id, cohort, report, settings, chosen, candidates, oracle_test,
-                 len(train_rows), len(test_rows))
+        _log_run(
+            run.info.run_id,
+            cohort,
+            report,
+            settings,
+            chosen,
+            candidates,
+            oracle_test,
+            len(train_rows),
+            len(test_rows),
+        )
         on_step("Drawing plots and SHAP summary")
         _log_plots(chosen, x_test, y_test)
         on_step("Logging the fitted pipeline")
@@ -295,9 +300,7 @@ def _log_run(
             "cv_folds": settings.cv_folds,
             "test_fraction": settings.test_fraction,
             "chosen_model": chosen.name,
-            "fields_used": ",".join(
-                name for name in PREDICTOR_NAMES if name in cohort.present
-            ),
+            "fields_used": ",".join(name for name in PREDICTOR_NAMES if name in cohort.present),
         }
     )
     mlflow.log_dict(report.as_dict(), "data/summary.json")
@@ -323,7 +326,9 @@ def _log_plots(chosen: CandidateResult, x_test: pd.DataFrame, y_test: np.ndarray
     explanation = explain(chosen.pipeline, x_test)
     predicted = explanation.expected_improvement
     title = f"{chosen.name}, held-out patients (n={len(y_test)})"
-    mlflow.log_figure(observed_vs_predicted(y_test, predicted, title), "plots/observed_vs_predicted.png")
+    mlflow.log_figure(
+        observed_vs_predicted(y_test, predicted, title), "plots/observed_vs_predicted.png"
+    )
     mlflow.log_figure(residuals(y_test, predicted, title), "plots/residuals.png")
     mlflow.log_figure(shap_summary(explanation, x_test, title), "plots/shap_summary.png")
 
@@ -331,7 +336,10 @@ def _log_plots(chosen: CandidateResult, x_test: pd.DataFrame, y_test: np.ndarray
 def _input_example(seed: int) -> pd.DataFrame:
     """Two simulated patients (never a real one), the second with optional fields unknown."""
     simulated, _ = simulate_cohort(2, seed)
-    records = simulated[list(PREDICTOR_NAMES)].to_dict("records")
+    records: list[dict[str, Any]] = [
+        {str(k): v for k, v in row.items()}
+        for row in simulated[list(PREDICTOR_NAMES)].to_dict("records")
+    ]
     for name in ("symptom_years", "activity_level", "cell_dose_millions", "prp"):
         records[1][name] = None
     return model_input(validate_records(records, source="example").frame)
@@ -353,14 +361,17 @@ def _compare_with_champion(
         champion = load_pipeline(f"models:/{settings.model_name}/{current.version}")
         champion_rmse = float(np.sqrt(np.mean((y_test - champion.predict(x_test)) ** 2)))
     except Exception as error:  # an unloadable champion cannot be served either
-        logger.warning("champion version %s cannot score: %s", current.version, type(error).__name__)
+        logger.warning(
+            "champion version %s cannot score: %s", current.version, type(error).__name__
+        )
         return Promotion(
             True, f"champion v{current.version} cannot score this data ({type(error).__name__})"
         )
     if new_rmse < champion_rmse:
         return Promotion(
             True,
-            f"held-out RMSE {new_rmse:.3f} beats champion v{current.version} ({champion_rmse:.3f})",
+            f"held-out RMSE {new_rmse:.3f} beats champion v{current.version} "
+            f"({champion_rmse:.3f})",
             champion_rmse,
         )
     return Promotion(
@@ -381,7 +392,10 @@ def _register(
     try:
         client.set_model_version_tag(settings.model_name, version, "run_id", run_id)
         client.set_model_version_tag(
-            settings.model_name, version, "promotion", "champion" if promotion.promoted else "not promoted"
+            settings.model_name,
+            version,
+            "promotion",
+            "champion" if promotion.promoted else "not promoted",
         )
         client.set_model_version_tag(
             settings.model_name, version, "promotion_reason", promotion.reason

@@ -53,4 +53,6 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
         }
         for issue in error.errors()
     ]
-    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail})
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
+    )

@@ -53,8 +53,7 @@ class ServedModel:
                     note = "not used by this model (unknown in all its training data)"
                 elif value is None:
                     note = (
-                        "unknown; the model learned from training patients for whom it was "
-                        "unknown"
+                        "unknown; the model learned from training patients for whom it was unknown"
                         if learned_unknown[name]
                         else "unknown; the model assumed the typical training value"
                     )
@@ -63,7 +62,8 @@ class ServedModel:
                     {
                         "feature": name,
                         "label": spec.label,
-                        "value": value if spec.kind is not Kind.INTEGER or value is None
+                        "value": value
+                        if spec.kind is not Kind.INTEGER or value is None
                         else int(value),
                         "unit": spec.unit,
                         "contribution": float(explanation.contributions[row, column]),
@@ -111,4 +111,3 @@ def load_champion(settings: Settings) -> ServedModel | None:
         candidate=run.data.params.get("chosen_model", ""),
         metrics=dict(run.data.metrics),
     )
-

@@ -18,7 +18,7 @@ def _annotation(spec: PatientField) -> tuple[Any, Any]:
         kind = str
         extra |= {"min_length": 1, "max_length": 64}
     elif spec.kind is Kind.CATEGORY:
-        kind = Literal[spec.categories]  # type: ignore[valid-type]
+        kind = Literal[spec.categories]
     elif spec.kind is Kind.BOOLEAN:
         kind = bool
     else:
@@ -45,10 +45,13 @@ class Contribution(BaseModel):
 
     feature: str = Field(description="Contract field name.")
     label: str = Field(description="The field in clinical words.")
-    value: bool | int | float | str | None = Field(description="The patient's value; null if unknown.")
+    value: bool | int | float | str | None = Field(
+        description="The patient's value; null if unknown."
+    )
     unit: str = Field(description="Unit of the value, if any.")
-    contribution: float = Field(description="Points added to (or, if negative, taken from) "
-                                "the expected improvement.")
+    contribution: float = Field(
+        description="Points added to (or, if negative, taken from) the expected improvement."
+    )
     note: str | None = Field(
         default=None, description="Set when the value was unknown or the model does not use it."
     )

@@ -1,0 +1,50 @@
+# One command sets up and runs the product; one runs the tests. See README.md.
+SHELL := /bin/bash
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+BIN := $(VENV)/bin
+
+# Never download a Python: use the machine's. A clinic's install does not phone out.
+export UV_PYTHON_DOWNLOADS := never
+export MLFLOW_DISABLE_TELEMETRY ?= true
+export DO_NOT_TRACK ?= true
+
+.PHONY: run setup train serve test lint format clean
+
+run: setup ## set up, train on the simulated default cohort, register, serve
+	$(BIN)/womac train
+	$(BIN)/womac serve
+
+setup: $(VENV)/.installed ## install the locked environment into .venv
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+
+$(VENV)/.installed: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --python $(PYTHON)
+	touch $@
+
+train: setup
+	$(BIN)/womac train
+
+serve: setup
+	$(BIN)/womac serve
+
+test: setup ## run the test suite
+	$(BIN)/pytest
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean: ## remove generated data and the local MLflow store (not the environment)
+	rm -rf generated mlflow.db mlruns mlartifacts .pytest_cache

@@ -1,0 +1,109 @@
+"""Shared fixtures: a real MLflow SQLite store in a temporary folder, one training run on a
+small simulated cohort, and a real uvicorn process serving it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from data.settings import Settings
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+SMALL_COHORT = 1000
+
+
+def store_settings(root: Path, **overrides: object) -> Settings:
+    """Settings pointing every output into ``root``: store, artifacts, generated data."""
+    values: dict[str, object] = {
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "artifact_root": root / "mlruns",
+        "generated_dir": root / "generated",
+        "default_cohort_size": SMALL_COHORT,
+        "cv_folds": 3,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[arg-type]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """Environment for a subprocess (CLI or server) that should use ``settings``' store."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("WOMAC_", "MLFLOW_"))}
+    env |= {
+        "WOMAC_TRACKING_URI": settings.resolved_tracking_uri(),
+        "WOMAC_ARTIFACT_ROOT": str(settings.artifact_root),
+        "WOMAC_GENERATED_DIR": str(settings.generated_dir),
+        "WOMAC_DEFAULT_COHORT_SIZE": str(settings.default_cohort_size),
+        "WOMAC_CV_FOLDS": str(settings.cv_folds),
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    return env
+
+
+@pytest.fixture(scope="session")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A fresh, empty MLflow store shared by the session's training run."""
+    return store_settings(tmp_path_factory.mktemp("store"))
+
+
+@pytest.fixture(scope="session")
+def trained(store: Settings):  # type: ignore[no-untyped-def]
+    """One training run on the simulated default cohort (small), registered as champion."""
+    from pipeline.train import train
+
+    return train(None, store)
+
+
+def womac_command() -> str:
+    """The installed ``womac`` console script of this environment."""
+    return str(Path(sys.executable).parent / "womac")
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def running_server(settings: Settings, cwd: Path, timeout: float = 90.0) -> Iterator[str]:
+    """Start ``womac serve`` as a real uvicorn process; yield its base URL; stop it by PID."""
+    port = free_port()
+    command = [womac_command(), "serve", "--port", str(port)]
+    log = (cwd / f"server-{port}.log").open("w")
+    process = subprocess.Popen(
+        command, cwd=cwd, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
+            try:
+                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"server not up after {timeout} s; see {log.name}")
+            time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
