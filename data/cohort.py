@@ -11,7 +11,7 @@ import csv
 import io
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -205,19 +205,21 @@ def inspect_cohort(
     return inspect_table(table, source=source, require_outcomes=require_outcomes, notes=notes)
 
 
-def validate_records(records: Iterable[Mapping[str, Any]], *, source: str = "request") -> Cohort:
-    """Validate patients given as mappings (already-typed values or strings)."""
-    rows = [
-        {key: ("" if value is None else str(value)) for key, value in record.items()}
-        for record in records
-    ]
-    table = pd.DataFrame(rows, dtype=object).fillna("")
-    cohort, problems = inspect_table(
-        table, source=source, require_outcomes=False, require_id=False
-    )
-    if problems:
-        raise CohortError(source, problems)
-    return cohort
+def patients_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """Model input from patients whose values are already valid and typed (an API request).
+
+    Numbers become floats, booleans 1.0/0.0, categories strings; an absent or ``None``
+    value is unknown (NaN). The request schema, derived from the same contract, has checked
+    every value, so nothing is parsed from text here.
+    """
+    columns: dict[str, Any] = {}
+    for name in PREDICTOR_NAMES:
+        values = [record.get(name) for record in records]
+        if FIELD_BY_NAME[name].kind is Kind.CATEGORY:
+            columns[name] = np.array([np.nan if v is None else str(v) for v in values], object)
+        else:
+            columns[name] = np.array([np.nan if v is None else float(v) for v in values], float)
+    return pd.DataFrame(columns)
 
 
 def inspect_table(
@@ -225,7 +227,6 @@ def inspect_table(
     *,
     source: str,
     require_outcomes: bool,
-    require_id: bool = True,
     notes: list[str] | None = None,
 ) -> tuple[Cohort, list[Problem]]:
     """Check a table of raw strings against the contract and type it.
@@ -238,8 +239,6 @@ def inspect_table(
         Name used in messages (a file name, never its content).
     require_outcomes
         Whether the 12-month subscale columns must be present.
-    require_id
-        Whether ``patient_id`` must be present (a single patient may be asked about without).
     notes
         Warnings gathered before this step.
 
@@ -269,12 +268,7 @@ def inspect_table(
         shown = ", ".join(name[:40] for name in extra[:10])
         notes.append(f"ignored {len(extra)} column(s) not in the contract: {shown}")
 
-    required = [
-        f
-        for f in FIELDS
-        if (f.required and (require_id or f.role is not Role.IDENTIFIER))
-        or (require_outcomes and f.role is Role.OUTCOME)
-    ]
+    required = [f for f in FIELDS if f.required or (require_outcomes and f.role is Role.OUTCOME)]
     for spec in required:
         if spec.name not in table.columns:
             problems.append(Problem(spec.name, "required column is missing"))
@@ -296,8 +290,7 @@ def inspect_table(
         if blank.any() and spec.required and not spec.blank_allowed:
             blank_lines = tuple(int(line) for line in lines[blank])
             if spec.role is Role.IDENTIFIER:
-                if require_id:
-                    problems.append(Problem(spec.name, "must not be blank", blank_lines))
+                problems.append(Problem(spec.name, "must not be blank", blank_lines))
             else:
                 notes.append(
                     f"{Problem(spec.name, 'required value is blank', blank_lines)}; "

@@ -63,7 +63,8 @@ def explain(pipeline: Pipeline, patients: pd.DataFrame) -> Explanation:
     columns = list(encoder.get_feature_names_out())
 
     if isinstance(model, LGBMRegressor):
-        shap_values = np.asarray(model.booster_.predict(encoded, pred_contrib=True))
+        # One thread: on one patient, two threads cost ~40x more (DESIGN.md pitfalls).
+        shap_values = np.asarray(model.booster_.predict(encoded, pred_contrib=True, num_threads=1))
         column_values, base_values = shap_values[:, :-1], shap_values[:, -1]
         base_value = float(base_values[0]) if len(base_values) else 0.0
     elif isinstance(model, DummyRegressor):

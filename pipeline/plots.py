@@ -86,9 +86,9 @@ def shap_summary(explanation: Explanation, patients: pd.DataFrame, title: str) -
         data=numeric.to_numpy(dtype=float),
         feature_names=[FIELD_BY_NAME[name].label for name in explanation.fields],
     )
-    plt.figure(figsize=(8, 6))
-    shap.plots.beeswarm(values, max_display=len(explanation.fields), show=False)
+    shap.plots.beeswarm(values, max_display=len(explanation.fields), show=False, plot_size=(10, 7))
     figure = plt.gcf()
     figure.suptitle(title)
+    figure.tight_layout()
     plt.close(figure)
     return figure

@@ -21,7 +21,7 @@ import pandas as pd
 from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit
 from sklearn.pipeline import Pipeline
 
-from data.cohort import Cohort, model_input, read_cohort, validate_records
+from data.cohort import Cohort, model_input, patients_frame, read_cohort
 from data.contract import PREDICTOR_NAMES
 from data.report import DataReport, summarise
 from data.settings import Settings
@@ -174,6 +174,8 @@ def train(
     experiment_id = _experiment(client, settings)
     import mlflow
 
+    # Nested runs take the active experiment, not their parent's: set it for both.
+    mlflow.set_experiment(experiment_id=experiment_id)
     with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
         on_step("Logging candidates to MLflow")
         _log_run(
@@ -342,7 +344,7 @@ def _input_example(seed: int) -> pd.DataFrame:
     ]
     for name in ("symptom_years", "activity_level", "cell_dose_millions", "prp"):
         records[1][name] = None
-    return model_input(validate_records(records, source="example").frame)
+    return patients_frame(records)
 
 
 def _compare_with_champion(

@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from data.cohort import model_input, validate_records
+from data.cohort import patients_frame
 from data.contract import FIELD_BY_NAME, Kind
 from data.settings import Settings
 from features.encoding import PatientEncoder
@@ -36,9 +36,7 @@ class ServedModel:
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Expected improvement and per-field contributions for validated patient records."""
-        typed = validate_records(records).frame
-        patients = model_input(typed)
-        explanation = explain(self.pipeline, patients)
+        explanation = explain(self.pipeline, patients_frame(records))
         encoder: PatientEncoder = self.pipeline.named_steps["preprocess"]
         learned_unknown = {e["field"]: e["indicator"] for e in encoder.encodings_}
         answers = []
