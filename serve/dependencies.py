@@ -9,11 +9,6 @@ from fastapi import Depends, HTTPException, Request, status
 from data.settings import Settings
 from serve.model import ServedModel
 
-NO_MODEL = (
-    "No model is registered as champion yet. Train one with `womac train` "
-    "(or `make run`), then restart the service."
-)
-
 
 def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
@@ -25,7 +20,8 @@ def get_model(request: Request) -> ServedModel:
     """The champion loaded at start-up; 503 with the command that makes one when absent."""
     model: ServedModel | None = request.app.state.model
     if model is None:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=NO_MODEL)
+        detail: str = request.app.state.model_problem
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail)
     return model
 
 

@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from data.settings import Settings, get_settings
-from serve.model import load_champion
+from serve.model import ModelUnavailableError, load_champion
 from serve.routes import health, model, predict
 
 logger = logging.getLogger("womac.serve")
@@ -23,7 +23,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.model = load_champion(settings)
+        try:
+            app.state.model = load_champion(settings)
+        except ModelUnavailableError as problem:
+            logger.error("serving without a model: %s", problem)
+            app.state.model_problem = str(problem)
         yield
 
     app = FastAPI(
@@ -34,6 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.model = None
+    app.state.model_problem = "The model is still loading."
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)
     app.include_router(model.router)

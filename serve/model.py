@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from data.cohort import patients_frame
@@ -86,19 +87,38 @@ class ServedModel:
         return answers
 
 
-def load_champion(settings: Settings) -> ServedModel | None:
-    """Load the model the champion alias points to; ``None`` when none is registered."""
-    client = connect(settings.resolved_tracking_uri())
+class ModelUnavailableError(RuntimeError):
+    """No model can be served; the message says why and what to do."""
+
+
+def load_champion(settings: Settings) -> ServedModel:
+    """Load the model the champion alias points to.
+
+    Raises
+    ------
+    ModelUnavailableError
+        When no champion is registered or it cannot be loaded; the service then answers 503
+        instead of crashing.
+    """
+    uri = settings.resolved_tracking_uri()
+    wanted = f"{settings.model_name}@{settings.champion_alias}"
+    train_hint = "Train one with `womac train` (or `make run`), then restart the service."
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        # Do not create an empty tracking store just by starting the service.
+        raise ModelUnavailableError(f"No MLflow store at {uri}, so no {wanted}. {train_hint}")
+    client = connect(uri)
     version = champion_version(client, settings.model_name, settings.champion_alias)
     if version is None:
-        logger.warning(
-            "no model registered as %s@%s; run `womac train`",
-            settings.model_name,
-            settings.champion_alias,
-        )
-        return None
-    pipeline = load_pipeline(f"models:/{settings.model_name}/{version.version}")
-    run = client.get_run(version.run_id)
+        raise ModelUnavailableError(f"No model is registered as {wanted}. {train_hint}")
+    try:
+        pipeline = load_pipeline(f"models:/{settings.model_name}/{version.version}")
+        run = client.get_run(version.run_id)
+    except Exception as error:
+        raise ModelUnavailableError(
+            f"{wanted} (version {version.version}) cannot be loaded "
+            f"({type(error).__name__}). Retrain with `womac train` or point the alias at a "
+            "working version."
+        ) from error
     logger.info("serving %s version %s", settings.model_name, version.version)
     return ServedModel(
         pipeline=pipeline,

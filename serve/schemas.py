@@ -85,6 +85,19 @@ class Prediction(BaseModel):
     model: ModelReference
 
 
+class BatchRequest(BaseModel):
+    """Several patients at once (at most the service's batch limit)."""
+
+    model_config = ConfigDict(extra="forbid")
+    patients: list[PatientRequest] = Field(min_length=1)
+
+
+class BatchPrediction(BaseModel):
+    """One prediction per patient, in the order sent."""
+
+    predictions: list[Prediction]
+
+
 class Health(BaseModel):
     """Liveness, and whether a model is loaded."""
 
