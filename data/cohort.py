@@ -36,10 +36,9 @@ from data.contract import (
 logger = logging.getLogger(__name__)
 
 # Tokens that spreadsheet, R, SQL and Stata exports write for an empty cell.
-BLANK_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "."})
+BLANK_TOKENS = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "."})
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d+,\d+$")
 _MAX_LINES_SHOWN = 12
-HEADER_LINE = 1
 REQUIRED_PREDICTORS: tuple[str, ...] = tuple(
     f.name for f in FIELDS if f.role is Role.PREDICTOR and f.required and not f.blank_allowed
 )
@@ -234,7 +233,8 @@ def inspect_table(
     Parameters
     ----------
     table
-        One row per treated joint, every cell a string as read from the file.
+        One row per treated joint, every cell a string as read from the file, indexed by
+        the file line the row starts on.
     source
         Name used in messages (a file name, never its content).
     require_outcomes
@@ -251,22 +251,26 @@ def inspect_table(
     problems: list[Problem] = []
     table = table.rename(columns=_normalise_header)
 
-    duplicated = sorted({c for c in table.columns if list(table.columns).count(c) > 1})
-    for name in duplicated:
-        problems.append(Problem(name, "column appears more than once in the header"))
-    if duplicated:
-        raise CohortError(source, problems)
-
     known = [c for c in table.columns if c in FIELD_BY_NAME]
     if not known:
+        # Checked first: without a header, the "column names" are a patient's values.
         raise CohortError(
             source,
             [Problem("header", "no column of the cohort contract found; is the header missing?")],
         )
-    extra = [c for c in table.columns if c not in FIELD_BY_NAME]
+    duplicated = sorted({c for c in known if known.count(c) > 1})
+    if duplicated:
+        raise CohortError(
+            source,
+            [Problem(name, "column appears more than once in the header") for name in duplicated],
+        )
+    extra = [c for c in table.columns if c not in FIELD_BY_NAME and c]
+    unnamed = sum(1 for c in table.columns if not c)
     if extra:
         shown = ", ".join(name[:40] for name in extra[:10])
         notes.append(f"ignored {len(extra)} column(s) not in the contract: {shown}")
+    if unnamed:
+        notes.append(f"ignored {unnamed} column(s) with no name in the header")
 
     required = [f for f in FIELDS if f.required or (require_outcomes and f.role is Role.OUTCOME)]
     for spec in required:
@@ -276,7 +280,8 @@ def inspect_table(
     if table.empty:
         raise CohortError(source, [*problems, Problem("file", "has no data rows")])
 
-    lines = np.arange(len(table)) + HEADER_LINE + 1
+    lines = table.index.to_numpy(dtype=int)
+    table = table.reset_index(drop=True)
     typed: dict[str, pd.Series] = {}
     for spec in FIELDS:
         if spec.name not in table.columns:
@@ -343,6 +348,11 @@ def _normalise_header(name: object) -> str:
 
 
 def _decode(raw: bytes) -> tuple[str, str | None]:
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export
+        try:
+            return raw.decode("utf-16"), None
+        except UnicodeDecodeError:
+            pass
     try:
         return raw.decode("utf-8-sig"), None
     except UnicodeDecodeError:
@@ -351,30 +361,47 @@ def _decode(raw: bytes) -> tuple[str, str | None]:
 
 
 def _split_table(text: str, source: str) -> pd.DataFrame:
+    """Cells as strings, indexed by the file line each row starts on."""
     if not text.strip():
         raise CohortError(source, [Problem("file", "is empty")])
     if "\x00" in text:
         raise CohortError(source, [Problem("file", "is not a text CSV file (binary content)")])
     first_line = text.lstrip().splitlines()[0]
     delimiter = max((",", ";", "\t"), key=first_line.count)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    records: list[tuple[int, list[str]]] = []
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True))
+        previous = 0
+        for row in reader:
+            # A quoted cell may span lines; a row starts on the line after the previous one.
+            start, previous = previous + 1, reader.line_num
+            if any(cell.strip() for cell in row):
+                records.append((start, row))
     except csv.Error as error:
         raise CohortError(
             source, [Problem("file", f"is not a valid CSV file ({error})")]
         ) from None
-    rows = [row for row in rows if any(cell.strip() for cell in row)]
-    header, body = rows[0], rows[1:]
-    problems = []
-    ragged = [i + HEADER_LINE + 1 for i, row in enumerate(body) if len(row) != len(header)]
+    (_, header), body = records[0], records[1:]
+    # Spreadsheets export trailing empty columns as unnamed headers and blank cells.
+    width = len(header)
+    while width and not header[width - 1].strip():
+        width -= 1
+    cells, lines, ragged = [], [], []
+    for line, row in body:
+        if len(row) < width or any(cell.strip() for cell in row[width:]):
+            ragged.append(line)
+        cells.append(row[:width])
+        lines.append(line)
     if ragged:
-        problems.append(
-            Problem("file", "row has a different number of cells than the header", tuple(ragged))
+        raise CohortError(
+            source,
+            [
+                Problem(
+                    "file", "row has a different number of cells than the header", tuple(ragged)
+                )
+            ],
         )
-    if problems:
-        raise CohortError(source, problems)
-    table = pd.DataFrame(body, columns=header, dtype=object)
-    return table
+    return pd.DataFrame(cells, columns=header[:width], index=lines, dtype=object)
 
 
 def _parse_column(
