@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from data.cohort import patients_frame
-from data.contract import FIELD_BY_NAME, Kind
+from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
 from data.settings import Settings
 from features.encoding import PatientEncoder
 from models.explain import explain
@@ -35,11 +35,32 @@ class ServedModel:
         encoder: PatientEncoder = self.pipeline.named_steps["preprocess"]
         return [encoding["field"] for encoding in encoder.encodings_]
 
+    def field_notes(self) -> dict[str, tuple[str | None, str]]:
+        """Per field: the note when the patient's value is known, and when it is unknown."""
+        encoder: PatientEncoder = self.pipeline.named_steps["preprocess"]
+        learned_unknown = {e["field"]: e["indicator"] for e in encoder.encodings_}
+        never_known = set(encoder.unused_fields_)
+        notes: dict[str, tuple[str | None, str]] = {}
+        for name in PREDICTOR_NAMES:
+            if name in learned_unknown:
+                notes[name] = (
+                    None,
+                    "unknown; the model learned from training patients for whom it was unknown"
+                    if learned_unknown[name]
+                    else "unknown; the model assumed the typical value of its training patients",
+                )
+            elif name in never_known:
+                unused = "not used: unknown for every patient the model was trained on"
+                notes[name] = (unused, "unknown; " + unused.removeprefix("not used: "))
+            else:
+                notes[name] = ("not an input of this model", "unknown; not an input of this model")
+        return notes
+
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Expected improvement and per-field contributions for validated patient records."""
         explanation = explain(self.pipeline, patients_frame(records))
-        encoder: PatientEncoder = self.pipeline.named_steps["preprocess"]
-        learned_unknown = {e["field"]: e["indicator"] for e in encoder.encodings_}
+        notes = self.field_notes()
+        used = set(self.fields_used)
         answers = []
         for row, record in enumerate(records):
             contributions = []
@@ -47,15 +68,8 @@ class ServedModel:
             for column, name in enumerate(explanation.fields):
                 spec = FIELD_BY_NAME[name]
                 value = record.get(name)
-                note = None
-                if name not in learned_unknown:
-                    note = "not used by this model (unknown in all its training data)"
-                elif value is None:
-                    note = (
-                        "unknown; the model learned from training patients for whom it was unknown"
-                        if learned_unknown[name]
-                        else "unknown; the model assumed the typical training value"
-                    )
+                note = notes[name][value is None]
+                if value is None and name in used:
                     unknown.append(spec.label)
                 contributions.append(
                     {
