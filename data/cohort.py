@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import io
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +31,6 @@ from data.contract import (
     PatientField,
     Role,
 )
-
-logger = logging.getLogger(__name__)
 
 # Tokens that spreadsheet, R, SQL and Stata exports write for an empty cell.
 BLANK_TOKENS = frozenset({"", "na", "n/a", "#n/a", "nan", "null", "none", "."})

@@ -50,8 +50,8 @@ class ServedModel:
                     else "unknown; the model assumed the typical value of its training patients",
                 )
             elif name in never_known:
-                unused = "not used: unknown for every patient the model was trained on"
-                notes[name] = (unused, "unknown; " + unused.removeprefix("not used: "))
+                unused = "not used: the training cohort did not record it"
+                notes[name] = (unused, "unknown; " + unused)
             else:
                 notes[name] = ("not an input of this model", "unknown; not an input of this model")
         return notes
@@ -65,12 +65,15 @@ class ServedModel:
         for row, record in enumerate(records):
             contributions = []
             unknown = []
+            ignored = []
             for column, name in enumerate(explanation.fields):
                 spec = FIELD_BY_NAME[name]
                 value = record.get(name)
                 note = notes[name][value is None]
                 if value is None and name in used:
                     unknown.append(spec.label)
+                elif value is not None and name not in used:
+                    ignored.append(spec.label)
                 contributions.append(
                     {
                         "feature": name,
@@ -86,6 +89,8 @@ class ServedModel:
             warnings = []
             if unknown:
                 warnings.append("Not known for this patient: " + ", ".join(unknown) + ".")
+            if ignored:
+                warnings.append("Given but not used by this model: " + ", ".join(ignored) + ".")
             answers.append(
                 {
                     "patient_id": record.get("patient_id"),

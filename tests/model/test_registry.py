@@ -124,3 +124,13 @@ def test_export_with_only_the_required_columns_trains_registers_and_predicts(
     for column, name in enumerate(explanation.fields):
         if name not in required_predictors:
             assert np.all(explanation.contributions[:, column] == 0), name
+
+    # Served: a clinician who sends a field the model cannot use is told so.
+    served = load_champion(settings)
+    patient = {name: cohort.frame.at[0, name] for name in required_predictors}
+    patient = {k: (v.item() if hasattr(v, "item") else v) for k, v in patient.items()}
+    answer = served.predict([patient | {"prp": True}])[0]
+    prp = next(c for c in answer["explanation"]["contributions"] if c["feature"] == "prp")
+    assert prp["contribution"] == 0
+    assert prp["note"].startswith("not")
+    assert any("PRP" in warning and "not used" in warning for warning in answer["warnings"])
