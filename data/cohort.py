@@ -20,6 +20,7 @@ import pandas as pd
 
 from data.contract import (
     BASELINE_SUBSCALES,
+    ELIGIBILITY_FLAGS,
     FALSE_VALUES,
     FIELD_BY_NAME,
     FIELDS,
@@ -202,14 +203,14 @@ def inspect_cohort(
 
 
 def patients_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Model input from patients whose values are already valid and typed (an API request).
+    """Typed patients (predictors and eligibility flags) from already-valid values.
 
     Numbers become floats, booleans 1.0/0.0, categories strings; an absent or ``None``
     value is unknown (NaN). The request schema, derived from the same contract, has checked
     every value, so nothing is parsed from text here.
     """
     columns: dict[str, Any] = {}
-    for name in PREDICTOR_NAMES:
+    for name in (*PREDICTOR_NAMES, *(flag.name for flag in ELIGIBILITY_FLAGS)):
         values = [record.get(name) for record in records]
         if FIELD_BY_NAME[name].kind is Kind.CATEGORY:
             columns[name] = np.array([np.nan if v is None else str(v) for v in values], object)

@@ -10,8 +10,10 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from data.contract import ELIGIBILITY_FLAGS
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,23 @@ class Settings(BaseSettings):
     default_cohort_size: int = Field(default=5000, ge=50)
     test_fraction: float = Field(default=0.2, gt=0.05, lt=0.5)
     cv_folds: int = Field(default=5, ge=2, le=20)
+    interval_level: float = Field(default=0.8, gt=0.5, lt=1.0, description="Interval coverage.")
+
+    gate_slope_min: float = Field(default=0.8, description="Promotion: lowest calibration slope.")
+    gate_slope_max: float = Field(
+        default=1.25, description="Promotion: highest calibration slope."
+    )
+    gate_coverage_tolerance: float = Field(
+        default=0.03, description="Promotion: largest held-out coverage gap from nominal."
+    )
+
+    excluded_kl_grades: list[int] = Field(
+        default=[4], description="Protocol: KL grades excluded from MSC therapy."
+    )
+    exclusion_flags: list[str] = Field(
+        default=["avascular_necrosis", "active_infection", "immune_disorder"],
+        description="Protocol: conditions that exclude a patient.",
+    )
 
     responder_min_points: float = Field(
         default=9.0, description="Clinically important improvement: at least this many points."
@@ -65,6 +84,15 @@ class Settings(BaseSettings):
     def resolved_artifact_root(self) -> str:
         """Absolute artifact location for new experiments, so the store works from any folder."""
         return self.artifact_root.resolve().as_uri()
+
+    @field_validator("exclusion_flags")
+    @classmethod
+    def _known_flags(cls, flags: list[str]) -> list[str]:
+        known = {field.name for field in ELIGIBILITY_FLAGS}
+        unknown = [flag for flag in flags if flag not in known]
+        if unknown:
+            raise ValueError(f"not eligibility fields of the contract: {', '.join(unknown)}")
+        return flags
 
     @property
     def model_uri(self) -> str:

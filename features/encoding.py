@@ -98,6 +98,28 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         frame = self._frame(X, reset=False)
         return (self._encode(frame) - self.mean_) / self.scale_
 
+    def outside_training(self, X: Any) -> dict[str, np.ndarray]:
+        """Per used field, which patients have a known value the training data never had.
+
+        Numbers outside the training minimum-maximum, or a category level never seen: the
+        model would extrapolate (or, for a level, treat it as unknown).
+        """
+        check_is_fitted(self, "encodings_")
+        frame = self._frame(X, reset=False)
+        outside = {}
+        for encoding in self.encodings_:
+            values = frame[encoding["field"]]
+            if encoding["kind"] == "numeric":
+                numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+                mask = (numbers < encoding["minimum"]) | (numbers > encoding["maximum"])
+            else:
+                text = values.to_numpy(dtype=object)
+                known = pd.notna(text)
+                mask = known & ~np.isin(text, encoding["levels"])
+            if mask.any():
+                outside[encoding["field"]] = mask
+        return outside
+
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Model input names, each starting with the field it comes from."""
         check_is_fitted(self, "encodings_")
@@ -144,6 +166,8 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         return {
             "field": name,
             "kind": "numeric",
+            "minimum": float(known.min()),
+            "maximum": float(known.max()),
             "fill": float(np.median(known)),
             "indicator": has_unknown,
             "spline": spline,

@@ -16,6 +16,7 @@ columns' SHAP values per field gives exact field attributions, and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +26,7 @@ from sklearn.pipeline import Pipeline
 
 from data.contract import PREDICTOR_NAMES
 from features.encoding import PatientEncoder, field_of
+from models.uncertainty import OutcomeModel
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +50,8 @@ def explain(pipeline: Pipeline, patients: pd.DataFrame) -> Explanation:
     Parameters
     ----------
     pipeline
-        A fitted ``preprocess`` -> ``model`` pipeline from :mod:`models.candidates`.
+        A fitted ``preprocess`` -> ``model`` pipeline from :mod:`models.candidates`, or the
+        served pipeline whose ``model`` is an :class:`~models.uncertainty.OutcomeModel`.
     patients
         Model input: every predictor field (see :func:`data.cohort.model_input`).
 
@@ -58,8 +61,13 @@ def explain(pipeline: Pipeline, patients: pd.DataFrame) -> Explanation:
         Predictions, the base value and one contribution per predictor field.
     """
     encoder: PatientEncoder = pipeline.named_steps["preprocess"]
-    model = pipeline.named_steps["model"]
-    encoded = np.asarray(encoder.transform(patients), dtype=float)
+    return attribute(pipeline, np.asarray(encoder.transform(patients), dtype=float))
+
+
+def attribute(pipeline: Pipeline, encoded: np.ndarray) -> Explanation:
+    """:func:`explain` for patients already encoded by the pipeline's ``preprocess`` step."""
+    encoder: PatientEncoder = pipeline.named_steps["preprocess"]
+    model = point_regressor(pipeline)
     columns = list(encoder.get_feature_names_out())
 
     if isinstance(model, LGBMRegressor):
@@ -88,3 +96,9 @@ def explain(pipeline: Pipeline, patients: pd.DataFrame) -> Explanation:
         fields=fields,
         contributions=contributions,
     )
+
+
+def point_regressor(pipeline: Pipeline) -> Any:
+    """The regressor that makes the point prediction, inside an OutcomeModel if there is one."""
+    model = pipeline.named_steps["model"]
+    return model.regressor if isinstance(model, OutcomeModel) else model

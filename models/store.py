@@ -21,12 +21,14 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
 ARTIFACT_NAME = "model"
+REPORT_ARTIFACT = "report/model_report.html"
 
 TRUSTED_TYPES: list[str] = [
     "collections.OrderedDict",
     "features.encoding.PatientEncoder",
     "lightgbm.basic.Booster",
     "lightgbm.sklearn.LGBMRegressor",
+    "models.uncertainty.OutcomeModel",
     "scipy._lib.array_api_compat.numpy._aliases.asarray",
     "scipy.interpolate._bsplines.BSpline",
 ]

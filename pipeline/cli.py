@@ -148,7 +148,16 @@ def _print_training(result: TrainingResult) -> None:
             style="bold" if name == result.chosen else None,
         )
     console.print(table)
-    verdict = "now champion" if result.promotion.promoted else "registered, not promoted"
+    evaluation = result.evaluation
+    responder = evaluation.responder
+    console.print(
+        f"{evaluation.level:.0%} interval: covers {evaluation.coverage:.1%} of held-out patients, "
+        f"mean width {evaluation.mean_width:.1f} points. Responder probability: "
+        f"AUROC {responder.get('auroc', float('nan')):.3f}, Brier {responder['brier']:.3f}, "
+        f"calibration slope {responder.get('calibration_slope', float('nan')):.2f}, "
+        f"intercept {responder.get('calibration_intercept', float('nan')):.2f}."
+    )
+    verdict = "now champion" if result.promotion.promoted else "registered, NOT promoted"
     console.print(
         f"Model version {result.model_version}: {verdict} ({result.promotion.reason}). "
         f"MLflow run {result.run_id}. Took {result.seconds:.1f} s."
@@ -165,12 +174,15 @@ def predict(
 ) -> None:
     """Score a cohort file with the champion (or another model)."""
     from data.settings import get_settings
+    from models.eligibility import protocol_from
     from pipeline.predict import score_cohort
 
     settings = get_settings()
     uri = model_uri or settings.model_uri
     try:
-        summary = score_cohort(data, out, uri, settings.resolved_tracking_uri())
+        summary = score_cohort(
+            data, out, uri, settings.resolved_tracking_uri(), protocol_from(settings)
+        )
     except CohortError as error:
         raise _refuse(error) from None
     except Exception as error:
@@ -180,8 +192,8 @@ def predict(
             ) from None
         raise
     console.print(
-        f"Scored {summary.scored} of {summary.rows} rows with {summary.model_uri}; "
-        f"wrote {summary.out}"
+        f"Scored {summary.scored} of {summary.rows} rows with {summary.model_uri} "
+        f"({summary.candidates} candidates under the protocol); wrote {summary.out}"
     )
 
 

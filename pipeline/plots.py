@@ -12,6 +12,7 @@ from data.contract import FIELD_BY_NAME
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from models.evaluation import Evaluation
     from models.explain import Explanation
 
 
@@ -91,4 +92,64 @@ def shap_summary(explanation: Explanation, patients: pd.DataFrame, title: str) -
     figure.suptitle(title)
     figure.tight_layout()
     plt.close(figure)
+    return figure
+
+
+def responder_calibration(evaluation: Evaluation, title: str) -> Figure:
+    """Observed responder fraction against predicted probability, by decile."""
+    figure = _figure()
+    axes = figure.subplots()
+    curve = evaluation.calibration_curve
+    predicted = [point["predicted"] for point in curve]
+    observed = [point["observed"] for point in curve]
+    axes.plot([0, 1], [0, 1], color="#444", lw=1, ls="--", label="perfect calibration")
+    axes.plot(predicted, observed, marker="o", color="#2b6cb0", label="deciles of patients")
+    responder = evaluation.responder
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("Predicted chance of a clinically important improvement")
+    axes.set_ylabel("Observed fraction of responders")
+    axes.set_title(title)
+    axes.legend(loc="upper left", fontsize=8)
+    axes.text(
+        0.98,
+        0.03,
+        f"AUROC {responder.get('auroc', float('nan')):.2f}\n"
+        f"Brier {responder['brier']:.3f}\n"
+        f"slope {responder.get('calibration_slope', float('nan')):.2f}, "
+        f"intercept {responder.get('calibration_intercept', float('nan')):.2f}",
+        ha="right",
+        va="bottom",
+        fontsize=8,
+        transform=axes.transAxes,
+    )
+    return figure
+
+
+def subgroup_forest(evaluation: Evaluation, title: str) -> Figure:
+    """RMSE, calibration slope and interval coverage per subgroup, with 95% bootstrap CIs."""
+    rows = evaluation.subgroups
+    figure = _figure(12.0, 0.32 * len(rows) + 1.6)
+    panels = figure.subplots(1, 3, sharey=True)
+    labels = [f"{row.subgroup.replace('_', ' ')}: {row.level} (n={row.n})" for row in rows]
+    positions = np.arange(len(rows))[::-1]
+    specs = (
+        ("RMSE (points)", "rmse", "rmse_ci", evaluation.point["rmse"]),
+        ("Calibration slope", "calibration_slope", "calibration_slope_ci", 1.0),
+        (
+            f"Coverage of the {evaluation.level:.0%} interval",
+            "coverage",
+            "coverage_ci",
+            evaluation.level,
+        ),
+    )
+    for axes, (name, value_key, ci_key, reference) in zip(panels, specs, strict=True):
+        values = np.array([getattr(row, value_key) for row in rows], dtype=float)
+        intervals = np.array([getattr(row, ci_key) for row in rows], dtype=float)
+        errors = np.abs(intervals.T - values)
+        axes.errorbar(values, positions, xerr=errors, fmt="o", color="#2b6cb0", ms=4, capsize=2)
+        axes.axvline(reference, color="#c05621", lw=1, ls="--")
+        axes.set_xlabel(name)
+    panels[0].set_yticks(positions, labels, fontsize=8)
+    figure.suptitle(title)
     return figure

@@ -1,9 +1,11 @@
-"""Training: validate -> split -> select -> fit -> evaluate -> log -> register -> promote.
+"""Training: validate -> split -> select -> calibrate -> evaluate -> log -> register -> promote.
 
-One MLflow run per training, with a nested run per candidate. The held-out split is set
-aside before anything is fitted, used for no choice, and scored once for the final figures.
-The new model is registered only when every step before succeeded, and becomes champion only
-when it beats the current champion on this run's held-out patients.
+One MLflow run per training, with a nested run per candidate. Patients are split once, a
+patient's joints together: training (model selection by cross-validation, fitting, and the
+cross-conformal interval and responder probability from out-of-fold errors) and held-out (set
+aside before anything is fitted, used for no choice, scored once for the final figures). The
+new model is registered only when every step before succeeded, and becomes champion only when
+it passes the promotion gates on this run's held-out patients.
 """
 
 from __future__ import annotations
@@ -14,24 +16,43 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit, cross_val_predict
 from sklearn.pipeline import Pipeline
 
-from data.cohort import Cohort, model_input, patients_frame, read_cohort
+from data.cohort import Cohort, model_input, patients_frame, read_cohort, womac_total
 from data.contract import PREDICTOR_NAMES
 from data.report import DataReport, summarise
 from data.settings import Settings
 from data.simulate import ORACLE, simulate_cohort
 from models.candidates import CANDIDATES, COMPARATOR, Candidate
+from models.evaluation import Evaluation, evaluate
 from models.explain import explain
 from models.metrics import regression_metrics
-from models.store import champion_version, connect, load_pipeline, log_pipeline
+from models.store import (
+    REPORT_ARTIFACT,
+    champion_version,
+    connect,
+    load_pipeline,
+    log_pipeline,
+)
+from models.uncertainty import OutcomeModel, difficulty_model
 from pipeline.files import atomic_write_csv
-from pipeline.plots import observed_vs_predicted, residuals, shap_summary
+from pipeline.plots import (
+    observed_vs_predicted,
+    residuals,
+    responder_calibration,
+    shap_summary,
+    subgroup_forest,
+)
+from pipeline.report import ReportContext, render_report
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +100,8 @@ class TrainingResult:
     model_version: str
     promotion: Promotion
     seconds: float
+    evaluation: Evaluation
+    pipeline: Pipeline
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -105,7 +128,7 @@ def train(
     *,
     on_step: Callable[[str], None] = lambda _: None,
 ) -> TrainingResult:
-    """Train, compare, log and register a model of 12-month WOMAC improvement.
+    """Train, compare, calibrate, log and register a model of 12-month WOMAC improvement.
 
     Parameters
     ----------
@@ -113,7 +136,7 @@ def train(
         A cohort CSV in the contract with 12-month scores; ``None`` for the simulated
         default cohort of ``settings.default_cohort_size`` patients.
     settings
-        Tracking store, registry names, seed, split and CV settings.
+        Tracking store, registry names, seed, split, CV, interval and gate settings.
     on_step
         Called with a short description as each step starts (for a progress display).
 
@@ -144,31 +167,32 @@ def train(
             f"12-month scores); at least {MIN_TRAINING_ROWS} are needed to train"
         )
 
-    on_step("Splitting into training and held-out patients")
+    on_step("Splitting off held-out patients")
     frame = cohort.frame[usable].reset_index(drop=True)
+    split = _split(frame, settings)
     patients = model_input(frame)
     improvement = cohort.target[usable].to_numpy(dtype=float)
     groups = frame["patient_id"].to_numpy()
-    splitter = GroupShuffleSplit(
-        n_splits=1, test_size=settings.test_fraction, random_state=settings.seed
-    )
-    train_rows, test_rows = next(splitter.split(patients, improvement, groups))
-    x_train, y_train = patients.iloc[train_rows], improvement[train_rows]
-    x_test, y_test = patients.iloc[test_rows], improvement[test_rows]
+    x_fit, y_fit = patients.iloc[split.fit], improvement[split.fit]
+    x_test, y_test = patients.iloc[split.test], improvement[split.test]
 
     candidates: list[CandidateResult] = []
     for candidate in CANDIDATES.values():
         on_step(f"Cross-validating {candidate.name}")
-        candidates.append(_select(candidate, x_train, y_train, groups[train_rows], settings))
-    # Selection uses cross-validation on the training split only.
+        candidates.append(_select(candidate, x_fit, y_fit, groups[split.fit], settings))
+    # Selection uses cross-validation on the training patients only.
     chosen = min(candidates, key=lambda c: c.cv["rmse"])
+
+    on_step(f"Calibrating the {settings.interval_level:.0%} interval and responder probability")
+    served = _calibrate(chosen, frame, improvement, groups, split, settings)
 
     on_step("Scoring held-out patients")
     for result in candidates:
         result.test = regression_metrics(y_test, result.pipeline.predict(x_test))
+    evaluation = evaluate(served, frame.iloc[split.test], y_test, settings.seed)
     oracle_test = None
     if oracle is not None:
-        oracle_test = regression_metrics(y_test, oracle[usable].to_numpy(dtype=float)[test_rows])
+        oracle_test = regression_metrics(y_test, oracle[usable].to_numpy(dtype=float)[split.test])
 
     client = connect(settings.resolved_tracking_uri())
     experiment_id = _experiment(client, settings)
@@ -178,24 +202,31 @@ def train(
     mlflow.set_experiment(experiment_id=experiment_id)
     with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
         on_step("Logging candidates to MLflow")
-        _log_run(
-            run.info.run_id,
-            cohort,
-            report,
-            settings,
-            chosen,
-            candidates,
-            oracle_test,
-            len(train_rows),
-            len(test_rows),
-        )
+        _log_run(cohort, report, settings, chosen, candidates, evaluation, oracle_test, split)
         on_step("Drawing plots and SHAP summary")
-        _log_plots(chosen, x_test, y_test)
-        on_step("Logging the fitted pipeline")
-        example = _input_example(settings.seed)
-        model_info = log_pipeline(chosen.pipeline, example)
+        figures = _figures(chosen, served, x_test, y_test, evaluation)
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"plots/{name}.png")
         on_step("Comparing with the current champion")
-        promotion = _compare_with_champion(client, settings, chosen, x_test, y_test)
+        promotion = _decide_promotion(client, settings, chosen, evaluation, x_test, y_test)
+        on_step("Writing the model report")
+        context = ReportContext(
+            run_id=run.info.run_id,
+            settings=settings,
+            data=report,
+            split=split.sizes(),
+            candidates=candidates,
+            chosen=chosen.name,
+            evaluation=evaluation,
+            oracle_test=oracle_test,
+            promotion_reason=promotion.reason,
+            promoted=promotion.promoted,
+            fields_used=_fields_used(served),
+            figures=figures,
+        )
+        mlflow.log_text(render_report(context), REPORT_ARTIFACT)
+        on_step("Logging the fitted pipeline")
+        model_info = log_pipeline(served, _input_example(settings.seed))
         on_step("Registering the model")
         version = _register(client, settings, model_info.model_uri, run.info.run_id, promotion)
         mlflow.set_tags({"model_version": version, "promoted": str(promotion.promoted)})
@@ -204,16 +235,81 @@ def train(
         run_id=run.info.run_id,
         experiment_id=experiment_id,
         data=report,
-        n_train=len(train_rows),
-        n_test=len(test_rows),
+        n_train=len(split.fit),
+        n_test=len(split.test),
         candidates=candidates,
         chosen=chosen.name,
         oracle_test=oracle_test,
         model_version=version,
         promotion=promotion,
         seconds=time.perf_counter() - started,
+        evaluation=evaluation,
+        pipeline=served,
         notes=list(cohort.notes),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Row positions of the training and the held-out patients."""
+
+    fit: np.ndarray
+    test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        """Patients in each part."""
+        return {"training": len(self.fit), "held-out": len(self.test)}
+
+
+def _split(frame: pd.DataFrame, settings: Settings) -> Split:
+    """Held-out patients set aside first; a patient's joints stay on one side."""
+    groups = frame["patient_id"].to_numpy()
+    splitter = GroupShuffleSplit(
+        n_splits=1, test_size=settings.test_fraction, random_state=settings.seed
+    )
+    fit, test = next(splitter.split(np.arange(len(frame)), groups=groups))
+    return Split(fit=fit, test=test)
+
+
+def _folds(groups: np.ndarray, settings: Settings) -> GroupKFold:
+    return GroupKFold(n_splits=settings.cv_folds, shuffle=True, random_state=settings.seed)
+
+
+def _calibrate(
+    chosen: CandidateResult,
+    frame: pd.DataFrame,
+    improvement: np.ndarray,
+    groups: np.ndarray,
+    split: Split,
+    settings: Settings,
+) -> Pipeline:
+    """The served pipeline: the chosen model with its conformal predictive distribution."""
+    training = frame.iloc[split.fit]
+    x_fit, y_fit = model_input(training), improvement[split.fit]
+    fold_of = np.empty(len(split.fit), dtype=int)
+    splits = list(_folds(groups, settings).split(x_fit, y_fit, groups[split.fit]))
+    for fold, (_, inside) in enumerate(splits):
+        fold_of[inside] = fold
+    out_of_fold = cross_val_predict(clone(chosen.pipeline), x_fit, y_fit, cv=splits)
+    encoder = chosen.pipeline.named_steps["preprocess"]
+    outcome = OutcomeModel(
+        regressor=chosen.pipeline.named_steps["model"],
+        difficulty=difficulty_model(settings.seed),
+        level=settings.interval_level,
+        responder_min_points=settings.responder_min_points,
+        responder_min_fraction=settings.responder_min_fraction,
+    ).fit(
+        np.asarray(encoder.transform(x_fit), dtype=float),
+        y_fit,
+        out_of_fold=out_of_fold,
+        folds=fold_of,
+        baseline_total=womac_total(training).to_numpy(dtype=float),
+    )
+    return Pipeline([("preprocess", encoder), ("model", outcome)])
+
+
+def _fields_used(pipeline: Pipeline) -> list[str]:
+    return [encoding["field"] for encoding in pipeline.named_steps["preprocess"].encodings_]
 
 
 def _select(
@@ -224,7 +320,7 @@ def _select(
     settings: Settings,
 ) -> CandidateResult:
     """Tune one candidate by grouped K-fold CV on the training split and refit the best."""
-    folds = GroupKFold(n_splits=settings.cv_folds, shuffle=True, random_state=settings.seed)
+    folds = _folds(groups, settings)
     search = GridSearchCV(
         candidate.build(settings.seed),
         [candidate.grid],
@@ -272,15 +368,14 @@ def _experiment(client: Any, settings: Settings) -> str:
 
 
 def _log_run(
-    run_id: str,
     cohort: Cohort,
     report: DataReport,
     settings: Settings,
     chosen: CandidateResult,
     candidates: list[CandidateResult],
+    evaluation: Evaluation,
     oracle_test: dict[str, float] | None,
-    n_train: int,
-    n_test: int,
+    split: Split,
 ) -> None:
     import mlflow
 
@@ -296,24 +391,28 @@ def _log_run(
             "data_rows": report.rows,
             "lost_to_follow_up": report.lost_to_follow_up,
             "incomplete_predictors": report.incomplete_predictors,
-            "n_train": n_train,
-            "n_test": n_test,
+            "n_train": len(split.fit),
+            "n_test": len(split.test),
             "seed": settings.seed,
             "cv_folds": settings.cv_folds,
             "test_fraction": settings.test_fraction,
+            "interval_level": settings.interval_level,
+            "responder_min_points": settings.responder_min_points,
+            "responder_min_fraction": settings.responder_min_fraction,
             "chosen_model": chosen.name,
             "fields_used": ",".join(name for name in PREDICTOR_NAMES if name in cohort.present),
         }
     )
     mlflow.log_dict(report.as_dict(), "data/summary.json")
+    mlflow.log_dict(evaluation.as_dict(), "evaluation/held_out.json")
     for result in candidates:
         with mlflow.start_run(run_name=result.name, nested=True) as child:
             mlflow.set_tags({"candidate": result.name, "chosen": str(result is chosen)})
             mlflow.log_params({"description": result.description, **result.params})
             mlflow.log_metrics({f"cv_{k}": v for k, v in result.cv.items()})
-            mlflow.log_metrics({f"test_{k}": v for k, v in result.test.items()})
+            mlflow.log_metrics({f"test_{k}": v for k, v in result.test.items() if np.isfinite(v)})
             result.run_id = child.info.run_id
-    metrics = {f"test_{k}": v for k, v in chosen.test.items()}
+    metrics = evaluation.metrics()
     metrics |= {f"cv_{k}": v for k, v in chosen.cv.items()}
     comparator = next(c for c in candidates if c.name == COMPARATOR)
     metrics |= {f"comparator_test_{k}": v for k, v in comparator.test.items()}
@@ -322,17 +421,23 @@ def _log_run(
     mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
 
 
-def _log_plots(chosen: CandidateResult, x_test: pd.DataFrame, y_test: np.ndarray) -> None:
-    import mlflow
-
-    explanation = explain(chosen.pipeline, x_test)
+def _figures(
+    chosen: CandidateResult,
+    served: Pipeline,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+    evaluation: Evaluation,
+) -> dict[str, Figure]:
+    explanation = explain(served, x_test)
     predicted = explanation.expected_improvement
     title = f"{chosen.name}, held-out patients (n={len(y_test)})"
-    mlflow.log_figure(
-        observed_vs_predicted(y_test, predicted, title), "plots/observed_vs_predicted.png"
-    )
-    mlflow.log_figure(residuals(y_test, predicted, title), "plots/residuals.png")
-    mlflow.log_figure(shap_summary(explanation, x_test, title), "plots/shap_summary.png")
+    return {
+        "observed_vs_predicted": observed_vs_predicted(y_test, predicted, title),
+        "residuals": residuals(y_test, predicted, title),
+        "shap_summary": shap_summary(explanation, x_test, title),
+        "responder_calibration": responder_calibration(evaluation, title),
+        "subgroups": subgroup_forest(evaluation, title),
+    }
 
 
 def _input_example(seed: int) -> pd.DataFrame:
@@ -344,44 +449,63 @@ def _input_example(seed: int) -> pd.DataFrame:
     ]
     for name in ("symptom_years", "activity_level", "cell_dose_millions", "prp"):
         records[1][name] = None
-    return patients_frame(records)
+    return model_input(patients_frame(records))
 
 
-def _compare_with_champion(
+def _decide_promotion(
     client: Any,
     settings: Settings,
     chosen: CandidateResult,
+    evaluation: Evaluation,
     x_test: pd.DataFrame,
     y_test: np.ndarray,
 ) -> Promotion:
-    """Decide promotion on this run's held-out patients (before anything is registered)."""
-    current = champion_version(client, settings.model_name, settings.champion_alias)
-    new_rmse = chosen.test["rmse"]
-    if current is None:
-        return Promotion(True, "no champion yet")
-    try:
-        champion = load_pipeline(f"models:/{settings.model_name}/{current.version}")
-        champion_rmse = float(np.sqrt(np.mean((y_test - champion.predict(x_test)) ** 2)))
-    except Exception as error:  # an unloadable champion cannot be served either
-        logger.warning(
-            "champion version %s cannot score: %s", current.version, type(error).__name__
-        )
-        return Promotion(
-            True, f"champion v{current.version} cannot score this data ({type(error).__name__})"
-        )
-    if new_rmse < champion_rmse:
-        return Promotion(
-            True,
-            f"held-out RMSE {new_rmse:.3f} beats champion v{current.version} "
-            f"({champion_rmse:.3f})",
-            champion_rmse,
-        )
-    return Promotion(
-        False,
-        f"held-out RMSE {new_rmse:.3f} does not beat champion v{current.version} "
-        f"({champion_rmse:.3f})",
-        champion_rmse,
+    """Promotion gates, on this run's held-out patients (before anything is registered).
+
+    The new model becomes champion only if its calibration slope is within the configured
+    band, its interval coverage within the tolerance of nominal, and it beats the current
+    champion's RMSE on the same patients.
+    """
+    refusals: list[str] = []
+    passes: list[str] = []
+    slope = evaluation.point["calibration_slope"]
+    band = f"{settings.gate_slope_min:g}-{settings.gate_slope_max:g}"
+    if np.isfinite(slope) and settings.gate_slope_min <= slope <= settings.gate_slope_max:
+        passes.append(f"calibration slope {slope:.2f} within {band}")
+    else:
+        refusals.append(f"calibration slope {slope:.2f} outside {band}")
+    gap = evaluation.coverage - evaluation.level
+    noise = 1.96 * np.sqrt(evaluation.level * (1 - evaluation.level) / max(evaluation.n, 1))
+    coverage = (
+        f"{evaluation.level:.0%} interval covers {evaluation.coverage:.1%} of held-out "
+        f"patients (±{noise:.1%} sampling error at n={evaluation.n})"
     )
+    if abs(gap) <= settings.gate_coverage_tolerance:
+        passes.append(coverage)
+    else:
+        refusals.append(
+            f"{coverage}, more than {settings.gate_coverage_tolerance:.0%} from nominal"
+        )
+
+    new_rmse = evaluation.point["rmse"]
+    current = champion_version(client, settings.model_name, settings.champion_alias)
+    champion_rmse = None
+    if current is None:
+        passes.append("no champion yet")
+    else:
+        try:
+            champion = load_pipeline(f"models:/{settings.model_name}/{current.version}")
+            champion_rmse = float(np.sqrt(np.mean((y_test - champion.predict(x_test)) ** 2)))
+        except Exception as error:  # an unloadable champion cannot be served either
+            logger.warning("champion v%s cannot score: %s", current.version, type(error).__name__)
+            passes.append(f"champion v{current.version} cannot score ({type(error).__name__})")
+        else:
+            versus = (
+                f"held-out RMSE {new_rmse:.3f} vs champion v{current.version} {champion_rmse:.3f}"
+            )
+            (passes if new_rmse < champion_rmse else refusals).append(versus)
+    reason = "; ".join(refusals or passes)
+    return Promotion(not refusals, reason, champion_rmse)
 
 
 def _register(

@@ -1,4 +1,4 @@
-"""Loading the champion once at start-up, and scoring patients with it."""
+"""Loading the champion once at start-up, and answering with it."""
 
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from data.cohort import patients_frame
 from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
 from data.settings import Settings
 from features.encoding import PatientEncoder
-from models.explain import explain
-from models.store import champion_version, connect, load_pipeline
+from models.eligibility import Protocol, protocol_from
+from models.scoring import score
+from models.store import REPORT_ARTIFACT, champion_version, connect, load_pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,9 @@ class ServedModel:
     run_id: str
     alias: str
     candidate: str
+    protocol: Protocol = field(default_factory=Protocol)
     metrics: dict[str, float] = field(default_factory=dict)
+    report_html: str | None = None
 
     @property
     def fields_used(self) -> list[str]:
@@ -57,8 +60,9 @@ class ServedModel:
         return notes
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Expected improvement and per-field contributions for validated patient records."""
-        explanation = explain(self.pipeline, patients_frame(records))
+        """Everything the API answers about each validated patient record."""
+        scores = score(self.pipeline, patients_frame(records), self.protocol)
+        explanation = scores.explanation
         notes = self.field_notes()
         used = set(self.fields_used)
         answers = []
@@ -69,7 +73,6 @@ class ServedModel:
             for column, name in enumerate(explanation.fields):
                 spec = FIELD_BY_NAME[name]
                 value = record.get(name)
-                note = notes[name][value is None]
                 if value is None and name in used:
                     unknown.append(spec.label)
                 elif value is not None and name not in used:
@@ -78,15 +81,15 @@ class ServedModel:
                     {
                         "feature": name,
                         "label": spec.label,
-                        "value": value
-                        if spec.kind is not Kind.INTEGER or value is None
-                        else int(value),
+                        "value": int(value)
+                        if spec.kind is Kind.INTEGER and value is not None
+                        else value,
                         "unit": spec.unit,
                         "contribution": float(explanation.contributions[row, column]),
-                        "note": note,
+                        "note": notes[name][value is None],
                     }
                 )
-            warnings = []
+            warnings = list(scores.warnings[row])
             if unknown:
                 warnings.append("Not known for this patient: " + ", ".join(unknown) + ".")
             if ignored:
@@ -95,6 +98,16 @@ class ServedModel:
                 {
                     "patient_id": record.get("patient_id"),
                     "expected_improvement": float(explanation.expected_improvement[row]),
+                    "interval": {
+                        "lower": float(scores.lower[row]),
+                        "upper": float(scores.upper[row]),
+                        "level": scores.level,
+                    },
+                    "p_clinically_important": float(scores.p_clinically_important[row]),
+                    "eligibility": {
+                        "candidate": bool(scores.eligibility.candidate[row]),
+                        "reasons": scores.eligibility.reasons[row],
+                    },
                     "explanation": {
                         "base_value": explanation.base_value,
                         "contributions": contributions,
@@ -111,7 +124,7 @@ class ModelUnavailableError(RuntimeError):
 
 
 def load_champion(settings: Settings) -> ServedModel:
-    """Load the model the champion alias points to.
+    """Load the model the champion alias points to, with its run's figures and report.
 
     Raises
     ------
@@ -146,5 +159,20 @@ def load_champion(settings: Settings) -> ServedModel:
         run_id=str(version.run_id),
         alias=settings.champion_alias,
         candidate=run.data.params.get("chosen_model", ""),
+        protocol=protocol_from(settings),
         metrics=dict(run.data.metrics),
+        report_html=_report(client, str(version.run_id)),
     )
+
+
+def _report(client: Any, run_id: str) -> str | None:
+    """The run's model report, if it has one (runs before reports existed do not)."""
+    import tempfile
+
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            path = client.download_artifacts(run_id, REPORT_ARTIFACT, folder)
+            return Path(path).read_text(encoding="utf-8")
+    except Exception as error:
+        logger.warning("no model report for run %s: %s", run_id, type(error).__name__)
+        return None

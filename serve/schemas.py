@@ -64,6 +64,21 @@ class Explanation(BaseModel):
     contributions: list[Contribution]
 
 
+class Interval(BaseModel):
+    """The range the 12-month improvement is expected to fall in, at the stated coverage."""
+
+    lower: float = Field(description="Lower end (points).")
+    upper: float = Field(description="Upper end (points).")
+    level: float = Field(description="Coverage: the share of patients whose outcome falls inside.")
+
+
+class Eligibility(BaseModel):
+    """Whether the patient fits the clinic's MSC protocol, and if not, why not."""
+
+    candidate: bool
+    reasons: list[str]
+
+
 class ModelReference(BaseModel):
     """Which registered model answered."""
 
@@ -80,8 +95,20 @@ class Prediction(BaseModel):
         description="Expected improvement of the WOMAC total (0-96) at 12 months, in points; "
         "positive means better."
     )
+    interval: Interval
+    p_clinically_important: float = Field(
+        ge=0,
+        le=1,
+        description="Chance of a clinically important improvement: at least 9 points and at "
+        "least 20% of the baseline total (thresholds set at training).",
+    )
+    eligibility: Eligibility
     explanation: Explanation
-    warnings: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="Where the estimate extrapolates, what was unknown or not used, "
+        "and what could not be checked.",
+    )
     model: ModelReference
 
 
@@ -123,3 +150,7 @@ class ModelCard(BaseModel):
         description="Held-out metrics of the noise-free expectation (simulated cohorts only)."
     )
     cross_validation: dict[str, float]
+    interval: dict[str, float] = Field(description="Held-out coverage and mean width.")
+    responder: dict[str, float] = Field(
+        description="Held-out AUROC, Brier score and calibration of the responder probability."
+    )

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, status
+from fastapi.responses import HTMLResponse
 
 from serve.dependencies import ModelDep
 from serve.schemas import ModelCard
@@ -24,8 +25,26 @@ def model_card(model: ModelDep) -> ModelCard:
         alias=model.alias,
         candidate=model.candidate,
         fields_used=model.fields_used,
-        held_out=_prefixed(model.metrics, "test_"),
+        held_out={
+            k: v
+            for k, v in _prefixed(model.metrics, "test_").items()
+            if not k.startswith("responder_") and k not in ("coverage", "interval_width")
+        },
         comparator_held_out=_prefixed(model.metrics, "comparator_test_"),
         oracle_held_out=_prefixed(model.metrics, "oracle_test_"),
         cross_validation=_prefixed(model.metrics, "cv_"),
+        interval={
+            key: model.metrics[f"test_{key}"]
+            for key in ("coverage", "interval_width")
+            if f"test_{key}" in model.metrics
+        },
+        responder=_prefixed(model.metrics, "test_responder_"),
     )
+
+
+@router.get("/model/report", response_class=HTMLResponse)
+def model_report(model: ModelDep) -> HTMLResponse:
+    """The champion's model report (TRIPOD+AI items), as one self-contained HTML page."""
+    if model.report_html is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail="this model's run has no report")
+    return HTMLResponse(model.report_html)
