@@ -208,7 +208,7 @@ def train(
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}.png")
         on_step("Comparing with the current champion")
-        promotion = _decide_promotion(client, settings, chosen, evaluation, x_test, y_test)
+        promotion = _decide_promotion(client, settings, served, evaluation, x_test, y_test)
         on_step("Writing the model report")
         context = ReportContext(
             run_id=run.info.run_id,
@@ -452,10 +452,14 @@ def _input_example(seed: int) -> pd.DataFrame:
     return model_input(patients_frame(records))
 
 
+def _rmse(observed: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((observed - predicted) ** 2)))
+
+
 def _decide_promotion(
     client: Any,
     settings: Settings,
-    chosen: CandidateResult,
+    served: Pipeline,
     evaluation: Evaluation,
     x_test: pd.DataFrame,
     y_test: np.ndarray,
@@ -475,19 +479,21 @@ def _decide_promotion(
     else:
         refusals.append(f"calibration slope {slope:.2f} outside {band}")
     gap = evaluation.coverage - evaluation.level
+    # Below ~680 held-out patients the 95% sampling error of a coverage estimate exceeds
+    # 3 points; the gate then refuses only a gap that sampling cannot explain.
     noise = 1.96 * np.sqrt(evaluation.level * (1 - evaluation.level) / max(evaluation.n, 1))
+    allowed = max(settings.gate_coverage_tolerance, noise)
+    why = (
+        f", the sampling error at n={evaluation.n}"
+        if noise > settings.gate_coverage_tolerance
+        else ""
+    )
     coverage = (
         f"{evaluation.level:.0%} interval covers {evaluation.coverage:.1%} of held-out "
-        f"patients (±{noise:.1%} sampling error at n={evaluation.n})"
+        f"patients (allowed gap {allowed:.1%}{why})"
     )
-    if abs(gap) <= settings.gate_coverage_tolerance:
-        passes.append(coverage)
-    else:
-        refusals.append(
-            f"{coverage}, more than {settings.gate_coverage_tolerance:.0%} from nominal"
-        )
+    (passes if abs(gap) <= allowed else refusals).append(coverage)
 
-    new_rmse = evaluation.point["rmse"]
     current = champion_version(client, settings.model_name, settings.champion_alias)
     champion_rmse = None
     if current is None:
@@ -495,15 +501,19 @@ def _decide_promotion(
     else:
         try:
             champion = load_pipeline(f"models:/{settings.model_name}/{current.version}")
-            champion_rmse = float(np.sqrt(np.mean((y_test - champion.predict(x_test)) ** 2)))
+            champion_rmse = _rmse(y_test, champion.predict(x_test))
         except Exception as error:  # an unloadable champion cannot be served either
             logger.warning("champion v%s cannot score: %s", current.version, type(error).__name__)
             passes.append(f"champion v{current.version} cannot score ({type(error).__name__})")
         else:
+            new_rmse = _rmse(y_test, served.predict(x_test))
+            # Computed the same way for both; an identical model does not "beat" itself.
+            beats = new_rmse < champion_rmse - 1e-9
             versus = (
-                f"held-out RMSE {new_rmse:.3f} vs champion v{current.version} {champion_rmse:.3f}"
+                f"held-out RMSE {new_rmse:.3f} {'beats' if beats else 'does not beat'} "
+                f"champion v{current.version} ({champion_rmse:.3f})"
             )
-            (passes if new_rmse < champion_rmse else refusals).append(versus)
+            (passes if beats else refusals).append(versus)
     reason = "; ".join(refusals or passes)
     return Promotion(not refusals, reason, champion_rmse)
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from data.cohort import patients_frame, read_cohort
+from data.cohort import model_input, patients_frame, read_cohort
 from data.contract import PREDICTOR_NAMES
 from data.simulate import simulate_cohort
 from features.encoding import PatientEncoder, field_of
@@ -182,7 +182,7 @@ def test_a_patient_is_encoded_the_same_alone_or_in_a_batch(
         record = {
             name: (None if pd.isna(value) else value) for name, value in patients.iloc[row].items()
         }
-        served = encoder.transform(patients_frame([record]))
+        served = encoder.transform(model_input(patients_frame([record])))
         np.testing.assert_allclose(served, batch[[row]], atol=1e-12)
 
 
