@@ -45,6 +45,8 @@ def quiet_mlflow() -> None:
     """
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ.setdefault("DO_NOT_TRACK", "true")
+    # Progress bars of artifact downloads only clutter a service's log.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
 def contract_signature() -> ModelSignature:
