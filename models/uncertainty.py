@@ -109,6 +109,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         out_of_fold: Any,
         folds: Any,
         baseline_total: Any,
+        domain_columns: Any = None,
     ) -> OutcomeModel:
         """Learn the difficulty model and the conformal scores from training patients.
 
@@ -122,6 +123,10 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
             The fold of each patient (the same folds as ``out_of_fold``).
         baseline_total
             Their baseline WOMAC total, for the responder definition and the scale's limits.
+        domain_columns
+            Encoded columns that describe how typical a patient is (the core fields every
+            patient has); all columns when ``None``. Optional fields left unknown would
+            otherwise make most real requests look unusual.
         """
         Z = np.asarray(Z, dtype=float)
         y = np.asarray(y, dtype=float)
@@ -155,7 +160,10 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
             if slope > 0:  # keep the probability rising with the expected improvement
                 self.recalibration_ = np.array([intercept, slope])
 
-        covariance = LedoitWolf().fit(Z)
+        self.domain_columns_ = (
+            np.arange(Z.shape[1]) if domain_columns is None else np.asarray(domain_columns, int)
+        )
+        covariance = LedoitWolf().fit(Z[:, self.domain_columns_])
         self.center_ = covariance.location_
         self.precision_ = covariance.precision_
         self.distance_threshold_ = float(np.quantile(self._distance(Z), 0.99))
@@ -205,7 +213,11 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         return lower, upper, probability
 
     def atypical(self, Z: Any) -> np.ndarray:
-        """Whether each patient lies farther from the training patients than 99% of them."""
+        """Whether each patient lies farther from the training patients than 99% of them.
+
+        Mahalanobis distance over the core fields (shrunk covariance, Ledoit-Wolf), so an
+        unusual *combination* of values, each within its own range, is caught too.
+        """
         check_is_fitted(self, "distance_threshold_")
         return self._distance(np.asarray(Z, dtype=float)) > self.distance_threshold_
 
@@ -237,7 +249,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         return np.where(threshold > baseline_total, 0.0, probability)
 
     def _distance(self, Z: np.ndarray) -> np.ndarray:
-        centred = Z - self.center_
+        centred = Z[:, self.domain_columns_] - self.center_
         return np.sqrt(np.einsum("ij,jk,ik->i", centred, self.precision_, centred))
 
 

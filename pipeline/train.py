@@ -24,11 +24,18 @@ from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV, GroupKFold, GroupShuffleSplit, cross_val_predict
 from sklearn.pipeline import Pipeline
 
-from data.cohort import Cohort, model_input, patients_frame, read_cohort, womac_total
-from data.contract import PREDICTOR_NAMES
+from data.cohort import (
+    Cohort,
+    model_input,
+    patients_frame,
+    read_cohort,
+    womac_total,
+)
+from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES
 from data.report import DataReport, summarise
 from data.settings import Settings
 from data.simulate import ORACLE, simulate_cohort
+from features.encoding import UNKNOWN, field_of
 from models.candidates import CANDIDATES, COMPARATOR, Candidate
 from models.evaluation import Evaluation, evaluate
 from models.explain import explain
@@ -304,6 +311,11 @@ def _calibrate(
         out_of_fold=out_of_fold,
         folds=fold_of,
         baseline_total=womac_total(training).to_numpy(dtype=float),
+        domain_columns=[
+            i
+            for i, column in enumerate(encoder.get_feature_names_out())
+            if FIELD_BY_NAME[field_of(column)].required and not column.endswith(f"__{UNKNOWN}")
+        ],
     )
     return Pipeline([("preprocess", encoder), ("model", outcome)])
 

@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Request, Security, status
+from fastapi.security import APIKeyHeader
 
 from data.settings import Settings
 from serve.model import ServedModel
+
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
 def get_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
+
+
+def require_api_key(
+    request: Request, api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None
+) -> None:
+    """401 unless the request carries the configured API key (compared in constant time)."""
+    expected = get_settings(request).api_key
+    if expected is None:
+        return
+    if not api_key:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="API key required: send it in the X-API-Key header.",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
+    if not secrets.compare_digest(api_key.encode(), expected.get_secret_value().encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="API key not accepted.",
+            headers={"WWW-Authenticate": "APIKey"},
+        )
 
 
 def get_model(request: Request) -> ServedModel:

@@ -6,13 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
 
 from data.settings import Settings, get_settings
+from serve.dependencies import require_api_key
 from serve.model import ModelUnavailableError, load_champion
-from serve.routes import health, model, predict
+from serve.routes import health, model, page, predict
+from serve.routes.page import STATIC_DIR
 
 logger = logging.getLogger("womac.serve")
 
@@ -41,8 +44,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model_problem = "The model is still loading."
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)
-    app.include_router(model.router)
-    app.include_router(predict.router)
+    app.include_router(page.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    protected = [Depends(require_api_key)]
+    app.include_router(model.router, dependencies=protected)
+    app.include_router(predict.router, dependencies=protected)
     return app
 
 

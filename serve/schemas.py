@@ -131,6 +131,9 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
     model_loaded: bool
     model_version: str | None = None
+    auth_required: bool = Field(
+        default=False, description="Whether other routes need the X-API-Key header."
+    )
 
 
 class ModelCard(BaseModel):
@@ -151,6 +154,11 @@ class ModelCard(BaseModel):
     )
     cross_validation: dict[str, float]
     interval: dict[str, float] = Field(description="Held-out coverage and mean width.")
+    interval_level: float = Field(description="Coverage the interval is calibrated for.")
+    responder_definition: dict[str, float] = Field(
+        description="Clinically important improvement: at least min_points and at least "
+        "min_fraction of the baseline total."
+    )
     responder: dict[str, float] = Field(
         description="Held-out AUROC, Brier score and calibration of the responder probability."
     )

@@ -13,4 +13,8 @@ router = APIRouter(tags=["health"])
 def health(request: Request) -> Health:
     """Whether the service is up and a model is loaded."""
     model = request.app.state.model
-    return Health(model_loaded=model is not None, model_version=model.version if model else None)
+    return Health(
+        model_loaded=model is not None,
+        model_version=model.version if model else None,
+        auth_required=request.app.state.settings.api_key is not None,
+    )

@@ -18,6 +18,7 @@ def _prefixed(metrics: dict[str, float], prefix: str) -> dict[str, float]:
 @router.get("/model", response_model=ModelCard)
 def model_card(model: ModelDep) -> ModelCard:
     """Which model is serving, and how it did on held-out patients."""
+    outcome = model.pipeline.named_steps["model"]
     return ModelCard(
         name=model.name,
         version=model.version,
@@ -39,6 +40,11 @@ def model_card(model: ModelDep) -> ModelCard:
             if f"test_{key}" in model.metrics
         },
         responder=_prefixed(model.metrics, "test_responder_"),
+        interval_level=outcome.level,
+        responder_definition={
+            "min_points": outcome.responder_min_points,
+            "min_fraction": outcome.responder_min_fraction,
+        },
     )
 
 
