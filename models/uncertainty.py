@@ -171,7 +171,8 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
 
     def predict(self, Z: Any) -> np.ndarray:
         """Expected improvement."""
-        return np.asarray(self.regressor.predict(np.asarray(Z, dtype=float)))
+        # Passed through as given: a regressor fitted on named columns keeps its names.
+        return np.asarray(self.regressor.predict(Z))
 
     def distribution(
         self,

@@ -323,28 +323,27 @@ function drawWaterfall(base, contributions, expected, shown = 7) {
   byId("r-chart").replaceChildren(svg);
 }
 
+// For print: what was entered, compactly (the patient ID is never printed).
 function printSummary(payload) {
-  const table = byId("print-inputs");
-  const rows = fieldInputs()
-    .filter((input) => input.name !== "patient_id")
-    .map((input) => {
-      const row = document.createElement("tr");
-      const name = document.createElement("th");
-      name.textContent = labelOf(input);
-      const value = document.createElement("td");
-      const v = payload[input.name];
-      value.textContent =
-        v === undefined || v === null
-          ? "unknown"
-          : v === true
-          ? "yes"
-          : v === false
-          ? "no"
-          : String(v).replace(/_/g, " ");
-      row.append(name, value);
-      return row;
-    });
-  table.replaceChildren(...rows);
+  const known = [];
+  const unknown = [];
+  for (const input of fieldInputs()) {
+    if (input.name === "patient_id") continue;
+    const v = payload[input.name];
+    if (v === undefined || v === null) {
+      unknown.push(labelOf(input));
+      continue;
+    }
+    const item = document.createElement("div");
+    const name = document.createElement("dt");
+    name.textContent = labelOf(input);
+    const value = document.createElement("dd");
+    value.textContent = v === true ? "yes" : v === false ? "no" : String(v).replace(/_/g, " ");
+    item.append(name, value);
+    known.push(item);
+  }
+  byId("print-inputs").replaceChildren(...known);
+  setText("print-unknown", unknown.length ? `Unknown: ${unknown.join(", ")}.` : "");
 }
 
 async function start() {
