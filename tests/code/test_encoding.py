@@ -201,3 +201,62 @@ def test_fitting_does_not_change_the_training_table(patients: pd.DataFrame) -> N
     PatientEncoder(spline_knots=4).fit(patients)
 
     pd.testing.assert_frame_equal(patients, before)
+
+
+# -- outside the training data ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoder", ENCODERS)
+def test_numbers_outside_the_training_range_are_flagged_per_field(
+    encoder: PatientEncoder, patients: pd.DataFrame
+) -> None:
+    encoder.fit(patients)
+    low, high = patients["bmi"].min(), patients["bmi"].max()
+    oldest = patients["age"].max()
+    table = pd.concat(
+        [
+            one_patient(patients, bmi=low),  # the edges are inside
+            one_patient(patients, bmi=high),
+            one_patient(patients, bmi=high + 0.1),
+            one_patient(patients, bmi=low - 0.1),
+            one_patient(patients, bmi=np.nan),  # unknown is not outside
+            one_patient(patients, age=oldest + 1, bmi=60.0),
+        ],
+        ignore_index=True,
+    )
+
+    outside = encoder.outside_training(table)
+
+    assert set(outside) == {"bmi", "age"}
+    assert outside["bmi"].tolist() == [False, False, True, True, False, True]
+    assert outside["age"].tolist() == [False, False, False, False, False, True]
+
+
+def test_category_level_never_seen_in_training_is_flagged(patients: pd.DataFrame) -> None:
+    training = patients.assign(
+        cell_source=patients["cell_source"].replace("umbilical_cord", "adipose")
+    )
+    encoder = PatientEncoder().fit(training)
+    table = pd.concat(
+        [
+            one_patient(patients, cell_source="adipose"),
+            one_patient(patients, cell_source="umbilical_cord"),  # a contract level, never seen
+            one_patient(patients, cell_source=np.nan),
+        ],
+        ignore_index=True,
+    )
+
+    outside = encoder.outside_training(table)
+
+    assert list(outside) == ["cell_source"]
+    assert outside["cell_source"].tolist() == [False, True, False]
+
+
+def test_training_patients_are_never_outside_training(patients: pd.DataFrame) -> None:
+    encoder = PatientEncoder(spline_knots=4).fit(patients)
+    assert encoder.outside_training(patients) == {}
+
+
+def test_a_field_the_model_has_no_input_for_is_never_flagged(patients: pd.DataFrame) -> None:
+    encoder = PatientEncoder().fit(patients.assign(symptom_years=np.nan))
+    assert encoder.outside_training(one_patient(patients, symptom_years=59.0)) == {}

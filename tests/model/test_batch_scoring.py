@@ -10,48 +10,91 @@ import pandas as pd
 import pytest
 
 from data.cohort import model_input, read_cohort
-from data.contract import FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES
+from data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES
 from data.settings import Settings
 from data.simulate import simulate_cohort
+from models.eligibility import protocol_from
 from models.explain import explain
-from pipeline.predict import score_cohort
+from models.scoring import score
+from pipeline.predict import WARNING_SEPARATOR, score_cohort
+from serve.model import load_champion
 
-from .conftest import FRESH_SEED
+from .conftest import FRESH_SEED, request_record
 
 CHAMPION_URI = "models:/womac-improvement@champion"
 TOP = 3
 ROUNDING = 5e-4 + 1e-9  # the file carries three decimals
+P_ROUNDING = 5e-5 + 1e-9  # ... and four for the probability
 BLANK_AGE_ROW, BLANK_FUNCTION_ROW = 3, 7
+KL4_ROW, INFECTION_ROW, HIGH_BMI_ROW = 10, 11, 12
+SCORE_COLUMNS = (
+    "patient_id",
+    "expected_improvement",
+    "interval_lower",
+    "interval_upper",
+    "p_clinically_important",
+    "candidate",
+    "not_candidate_because",
+    "warnings",
+    "note",
+)
 
 
 @pytest.fixture(scope="module")
 def scored(
     trained: Any, store: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, pd.DataFrame, Any]:
-    """A 40-patient export (two rows with a blank required field), scored with the champion."""
+    """A 40-patient export scored with the champion: two rows with a blank required field,
+    one KL grade 4, one with an active infection and one with a BMI of 60."""
     folder = tmp_path_factory.mktemp("batch")
     cohort, _ = simulate_cohort(40, FRESH_SEED + 1)
     cohort = cohort.drop(columns=list(FOLLOW_UP_SUBSCALES))
     cohort.loc[BLANK_AGE_ROW, "age"] = np.nan
     cohort.loc[BLANK_FUNCTION_ROW, "womac_function_0"] = np.nan
+    flags = ["avascular_necrosis", "active_infection", "immune_disorder"]
+    for row in (KL4_ROW, INFECTION_ROW, HIGH_BMI_ROW):
+        cohort.loc[row, flags] = False
+        cohort.loc[row, "kl_grade"] = 2
+    cohort.loc[KL4_ROW, "kl_grade"] = 4
+    cohort.loc[INFECTION_ROW, "active_infection"] = True
+    cohort.loc[HIGH_BMI_ROW, "bmi"] = 60.0
     data, out = folder / "to-score.csv", folder / "scores.csv"
     cohort.to_csv(data, index=False)
-    summary = score_cohort(data, out, CHAMPION_URI, store.resolved_tracking_uri())
+    summary = score_cohort(
+        data, out, CHAMPION_URI, store.resolved_tracking_uri(), protocol_from(store)
+    )
     return data, pd.read_csv(out, keep_default_na=False, na_values=[""]), summary
+
+
+def text(value: object) -> str:
+    """A text cell of the file; an empty cell reads as missing."""
+    return "" if pd.isna(value) else str(value)
+
+
+def flag(value: object) -> bool | None:
+    """A true/false cell of the file; an empty cell (a row not scored) reads as ``None``."""
+    return None if pd.isna(value) else bool(value)
+
+
+def scored_rows(data: Path) -> np.ndarray:
+    cohort = read_cohort(data)
+    return np.flatnonzero(cohort.complete.to_numpy())
 
 
 def test_every_row_is_written_in_order_with_the_promised_columns(
     scored: tuple[Path, pd.DataFrame, Any],
 ) -> None:
     data, scores, summary = scored
-    expected_columns = ["patient_id", "expected_improvement"]
+    expected_columns = list(SCORE_COLUMNS)
     for rank in range(1, TOP + 1):
         expected_columns += [f"top{rank}_field", f"top{rank}_contribution"]
-    assert all(column in scores.columns for column in expected_columns)
+    missing = [column for column in expected_columns if column not in scores.columns]
+    assert not missing
     exported = pd.read_csv(data)
     assert scores["patient_id"].tolist() == exported["patient_id"].tolist()
     assert summary.rows == len(exported)
     assert summary.scored == len(exported) - 2
+    assert summary.candidates == sum(flag(value) is True for value in scores["candidate"])
 
 
 def test_row_with_a_blank_required_field_is_not_scored_and_says_why(
@@ -59,13 +102,19 @@ def test_row_with_a_blank_required_field_is_not_scored_and_says_why(
 ) -> None:
     _, scores, _ = scored
     for row, field in ((BLANK_AGE_ROW, "age"), (BLANK_FUNCTION_ROW, "womac_function_0")):
-        assert np.isnan(scores.loc[row, "expected_improvement"])
+        for column in ("expected_improvement", "interval_lower", "p_clinically_important"):
+            assert np.isnan(scores.loc[row, column]), column
         assert pd.isna(scores.loc[row, "top1_field"])
+        assert flag(scores.loc[row, "candidate"]) is None
         note = str(scores.loc[row, "note"])
         assert "not scored" in note
         assert field in note
     others = scores.drop(index=[BLANK_AGE_ROW, BLANK_FUNCTION_ROW])
-    assert np.isfinite(others["expected_improvement"]).all()
+    for column in ("expected_improvement", "interval_lower", "interval_upper"):
+        assert np.isfinite(others[column]).all(), column
+    assert others["p_clinically_important"].between(0, 1).all()
+    assert (others["interval_lower"] <= others["interval_upper"]).all()
+    assert all(flag(value) is not None for value in others["candidate"])
     assert others["note"].isna().all()
 
 
@@ -74,8 +123,8 @@ def test_scores_and_top_contributions_are_those_of_the_explanation(
 ) -> None:
     data, scores, _ = scored
     cohort = read_cohort(data)
-    rows = np.flatnonzero(cohort.complete.to_numpy())
-    explanation = explain(trained.chosen_result.pipeline, model_input(cohort.frame.iloc[rows]))
+    rows = scored_rows(data)
+    explanation = explain(trained.pipeline, model_input(cohort.frame.iloc[rows]))
 
     np.testing.assert_allclose(
         scores.loc[rows, "expected_improvement"],
@@ -90,3 +139,83 @@ def test_scores_and_top_contributions_are_those_of_the_explanation(
             assert scores.loc[row, f"top{rank}_contribution"] == pytest.approx(
                 contribution, abs=ROUNDING
             )
+
+
+def test_interval_probability_and_eligibility_are_those_of_the_served_scoring(
+    trained: Any, store: Settings, scored: tuple[Path, pd.DataFrame, Any]
+) -> None:
+    data, scores, _ = scored
+    cohort = read_cohort(data)
+    rows = scored_rows(data)
+    expected = score(trained.pipeline, cohort.frame.iloc[rows], protocol_from(store))
+
+    for column, values, tolerance in (
+        ("interval_lower", expected.lower, ROUNDING),
+        ("interval_upper", expected.upper, ROUNDING),
+        ("p_clinically_important", expected.p_clinically_important, P_ROUNDING),
+    ):
+        np.testing.assert_allclose(scores.loc[rows, column], values, rtol=0, atol=tolerance)
+    assert [flag(value) for value in scores.loc[rows, "candidate"]] == (
+        expected.eligibility.candidate.tolist()
+    )
+    for i, row in enumerate(rows):
+        assert text(scores.loc[row, "warnings"]) == WARNING_SEPARATOR.join(expected.warnings[i])
+
+
+def test_protocol_exclusions_and_a_bmi_outside_training_are_in_the_file(
+    trained: Any, scored: tuple[Path, pd.DataFrame, Any]
+) -> None:
+    _, scores, _ = scored
+    kl4, infection, high_bmi = (scores.loc[row] for row in (KL4_ROW, INFECTION_ROW, HIGH_BMI_ROW))
+
+    assert flag(kl4["candidate"]) is False
+    assert "Kellgren-Lawrence grade 4" in kl4["not_candidate_because"]
+    assert flag(infection["candidate"]) is False
+    assert FIELD_BY_NAME["active_infection"].label in infection["not_candidate_because"]
+    # Still scored: the answer says the patient is outside the protocol, not nothing at all.
+    for row in (kl4, infection):
+        assert np.isfinite(row["expected_improvement"])
+
+    assert flag(high_bmi["candidate"]) is True
+    assert pd.isna(high_bmi["not_candidate_because"])
+    bmi = next(
+        e for e in trained.pipeline.named_steps["preprocess"].encodings_ if e["field"] == "bmi"
+    )
+    bmi_warning = next(
+        w for w in text(high_bmi["warnings"]).split(WARNING_SEPARATOR) if w.startswith("BMI")
+    )
+    assert f"{bmi['minimum']:g}-{bmi['maximum']:g}" in bmi_warning
+    assert "60" not in bmi_warning
+
+
+def test_file_has_the_same_numbers_as_the_api_for_the_same_patient(
+    trained: Any, store: Settings, scored: tuple[Path, pd.DataFrame, Any]
+) -> None:
+    """``womac predict`` and ``POST /v1/predict`` answer from the same champion the same way
+    (the service's model object, as loaded from the registry by the running service)."""
+    data, scores, _ = scored
+    cohort = read_cohort(data)
+    rows = scored_rows(data)
+    records = [request_record(cohort.frame.iloc[row]) for row in rows]
+    answers = load_champion(store).predict(records)
+
+    for row, answer in zip(rows, answers, strict=True):
+        file_row = scores.loc[row]
+        assert file_row["expected_improvement"] == pytest.approx(
+            answer["expected_improvement"], abs=ROUNDING
+        )
+        assert file_row["interval_lower"] == pytest.approx(
+            answer["interval"]["lower"], abs=ROUNDING
+        )
+        assert file_row["interval_upper"] == pytest.approx(
+            answer["interval"]["upper"], abs=ROUNDING
+        )
+        assert file_row["p_clinically_important"] == pytest.approx(
+            answer["p_clinically_important"], abs=P_ROUNDING
+        )
+        assert flag(file_row["candidate"]) is answer["eligibility"]["candidate"]
+        reasons = "; ".join(answer["eligibility"]["reasons"])
+        assert text(file_row["not_candidate_because"]) == reasons
+        # The API adds per-request notes (unknown or unused fields); the rest is the same.
+        file_warnings = text(file_row["warnings"]).split(WARNING_SEPARATOR)
+        assert set(filter(None, file_warnings)) <= set(answer["warnings"])

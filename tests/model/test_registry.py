@@ -53,6 +53,7 @@ def test_retrained_model_that_does_not_beat_the_champion_is_registered_not_promo
     assert versions(client) == {first.model_version, second.model_version}
     assert second.model_version != first.model_version
     assert not second.promotion.promoted
+    assert f"does not beat champion v{first.model_version}" in second.promotion.reason
     tags = client.get_model_version(MODEL_NAME, second.model_version).tags
     assert tags["promotion"] == "not promoted"
     assert tags["promotion_reason"]

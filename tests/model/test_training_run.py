@@ -15,8 +15,11 @@ from mlflow import MlflowClient
 from data.contract import PREDICTOR_NAMES
 from data.settings import Settings
 from models.candidates import CANDIDATES, COMPARATOR
+from models.eligibility import Protocol
+from models.evaluation import SUBGROUPS
 from models.explain import explain
-from models.store import connect, load_pipeline
+from models.scoring import score
+from models.store import REPORT_ARTIFACT, connect, load_pipeline
 
 MODEL_NAME = "womac-improvement"
 CHAMPION_URI = f"models:/{MODEL_NAME}@champion"
@@ -129,14 +132,110 @@ def test_no_patient_id_reaches_the_tracking_store(trained: Any, store: Settings)
     assert not leaking
 
 
-def test_registered_champion_loads_back_and_predicts_like_the_trained_pipeline(
+def test_registered_champion_loads_back_and_answers_like_the_served_pipeline(
     trained: Any, store: Settings, fresh_patients: pd.DataFrame
 ) -> None:
     connect(store.resolved_tracking_uri())
     loaded = load_pipeline(CHAMPION_URI)
-    expected = trained.chosen_result.pipeline
+    expected = trained.pipeline
     np.testing.assert_array_equal(loaded.predict(fresh_patients), expected.predict(fresh_patients))
     np.testing.assert_array_equal(
         explain(loaded, fresh_patients).contributions,
         explain(expected, fresh_patients).contributions,
     )
+    # The served pipeline's point prediction is the chosen candidate's.
+    np.testing.assert_array_equal(
+        expected.predict(fresh_patients), trained.chosen_result.pipeline.predict(fresh_patients)
+    )
+    from_registry = score(loaded, fresh_patients, Protocol())
+    from_training = score(expected, fresh_patients, Protocol())
+    np.testing.assert_array_equal(from_registry.lower, from_training.lower)
+    np.testing.assert_array_equal(from_registry.upper, from_training.upper)
+    np.testing.assert_array_equal(
+        from_registry.p_clinically_important, from_training.p_clinically_important
+    )
+
+
+# -- held-out evaluation of the served model ---------------------------------------------
+
+
+def test_held_out_evaluation_has_coverage_responder_figures_and_subgroups(
+    trained: Any,
+) -> None:
+    evaluation = trained.evaluation
+    assert evaluation.n == trained.n_test
+    assert evaluation.level == 0.8
+    assert 0.7 < evaluation.coverage < 0.9
+    assert evaluation.mean_width > 0
+    for key in ("auroc", "brier", "calibration_slope", "calibration_intercept", "prevalence"):
+        assert np.isfinite(evaluation.responder[key]), key
+    assert evaluation.calibration_curve
+    assert evaluation.point["rmse"] == pytest.approx(trained.chosen_result.test["rmse"])
+
+    assert {row.subgroup for row in evaluation.subgroups} == set(SUBGROUPS)
+    for row in evaluation.subgroups:
+        name = f"{row.subgroup}={row.level}"
+        assert row.n >= 2, name
+        for figure, (low, high) in (
+            (row.rmse, row.rmse_ci),
+            (row.coverage, row.coverage_ci),
+        ):
+            assert low <= figure <= high, name
+    by_sex = {row.level: row.n for row in evaluation.subgroups if row.subgroup == "sex"}
+    assert sum(by_sex.values()) == evaluation.n
+
+
+def test_held_out_figures_are_logged_as_metrics_of_the_run(
+    trained: Any, client: MlflowClient
+) -> None:
+    metrics = client.get_run(trained.run_id).data.metrics
+    evaluation = trained.evaluation
+    assert metrics["test_coverage"] == pytest.approx(evaluation.coverage)
+    assert metrics["test_interval_width"] == pytest.approx(evaluation.mean_width)
+    for key in ("auroc", "brier", "calibration_slope", "calibration_intercept"):
+        assert metrics[f"test_responder_{key}"] == pytest.approx(evaluation.responder[key])
+    female = next(
+        row for row in evaluation.subgroups if (row.subgroup, row.level) == ("sex", "female")
+    )
+    assert metrics["subgroup_sex_female_coverage"] == pytest.approx(female.coverage)
+    assert metrics["subgroup_sex_female_rmse"] == pytest.approx(female.rmse)
+    subgroup_metrics = {name for name in metrics if name.startswith("subgroup_")}
+    for subgroup in SUBGROUPS:
+        assert any(name.startswith(f"subgroup_{subgroup}_") for name in subgroup_metrics)
+    assert "subgroup_age_band_70plus_coverage" in subgroup_metrics
+
+
+def test_run_logs_evaluation_plots_held_out_json_and_the_model_report(
+    trained: Any, client: MlflowClient, tmp_path: Path
+) -> None:
+    for plot in ("responder_calibration", "subgroups"):
+        local = client.download_artifacts(trained.run_id, f"plots/{plot}.png", str(tmp_path))
+        assert Path(local).read_bytes()[:8] == PNG_MAGIC, plot
+
+    held_out = json.loads(
+        Path(
+            client.download_artifacts(trained.run_id, "evaluation/held_out.json", str(tmp_path))
+        ).read_text()
+    )
+    assert held_out["n"] == trained.n_test
+    assert held_out["coverage"] == pytest.approx(trained.evaluation.coverage)
+    assert held_out["responder"]["auroc"] == pytest.approx(trained.evaluation.responder["auroc"])
+    assert len(held_out["subgroups"]) == len(trained.evaluation.subgroups)
+
+    report = Path(
+        client.download_artifacts(trained.run_id, REPORT_ARTIFACT, str(tmp_path))
+    ).read_text(encoding="utf-8")
+    assert REPORT_ARTIFACT == "report/model_report.html"
+    assert report.lstrip().lower().startswith("<!doctype html")
+    assert "TRIPOD" in report
+
+
+def test_champion_version_is_tagged_with_the_gates_it_passed(
+    trained: Any, client: MlflowClient
+) -> None:
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    reason = champion.tags["promotion_reason"]
+    assert reason == trained.promotion.reason
+    assert "calibration slope" in reason
+    assert "within 0.8-1.25" in reason
+    assert "80% interval covers" in reason

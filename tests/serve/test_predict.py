@@ -46,7 +46,7 @@ def test_prediction_is_explained_by_one_contribution_per_field(
 def test_served_prediction_is_the_trained_models(
     client: TestClient, patients: list[dict[str, Any]], trained: Any
 ) -> None:
-    pipeline = trained.chosen_result.pipeline
+    pipeline = trained.pipeline
     for patient in patients[:5]:
         answer = client.post(PREDICT, json=patient).json()
         frame = pd.DataFrame([{name: patient[name] for name in PREDICTOR_NAMES}])

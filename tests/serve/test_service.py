@@ -22,6 +22,7 @@ def test_health_says_the_champion_is_loaded(client: TestClient, trained: Any) ->
         "status": "ok",
         "model_loaded": True,
         "model_version": trained.model_version,
+        "auth_required": False,
     }
 
 
