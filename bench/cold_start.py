@@ -1,6 +1,6 @@
 """Cold start: process start to the first 200 from POST /v1/predict.
 
-    .venv/bin/python bench/cold_start.py [--runs 3]
+.venv/bin/python bench/cold_start.py [--runs 3]
 """
 
 from __future__ import annotations

@@ -50,7 +50,9 @@ def womac() -> str:
 
 
 @contextmanager
-def server(env: dict[str, str] | None = None) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
+def server(
+    env: dict[str, str] | None = None,
+) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
     """``womac serve`` on 127.0.0.1 with the store of the working directory.
 
     Yields the base URL, the process and the seconds from start to its first 200 from

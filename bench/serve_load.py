@@ -23,11 +23,19 @@ from common import PATIENT, print_table, server, write_result
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
-def wrk(url: str, path: str, connections: int, seconds: int, body: dict | None) -> dict[str, float]:
+def wrk(
+    url: str, path: str, connections: int, seconds: int, body: dict | None
+) -> dict[str, float]:
     """Run wrk once; requests per second and latency percentiles in milliseconds."""
     with tempfile.TemporaryDirectory() as folder:
-        command = ["wrk", f"-t{min(connections, 2)}", f"-c{connections}", f"-d{seconds}s",
-                   "--latency", f"{url}{path}"]
+        command = [
+            "wrk",
+            f"-t{min(connections, 2)}",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--latency",
+            f"{url}{path}",
+        ]
         if body is not None:
             script = Path(folder) / "post.lua"
             script.write_text(
@@ -68,8 +76,16 @@ def main() -> None:
             ratio = predict["req_per_s"] / health["req_per_s"]
             result[f"c{connections}"] = {"health": health, "predict": predict, "ratio": ratio}
             for name, figures in (("GET /health", health), ("POST /v1/predict", predict)):
-                rows.append([name, connections, figures["req_per_s"], figures["p50_ms"],
-                             figures["p99_ms"], figures["non_2xx"]])
+                rows.append(
+                    [
+                        name,
+                        connections,
+                        figures["req_per_s"],
+                        figures["p50_ms"],
+                        figures["p99_ms"],
+                        figures["non_2xx"],
+                    ]
+                )
             rows.append(["predict / health", connections, f"{ratio:.0%}", "", "", ""])
     print_table(["route", "concurrency", "req/s", "p50 ms", "p99 ms", "errors"], rows)
     print(f"written to {write_result('serve_load', result)}")

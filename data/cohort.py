@@ -202,21 +202,29 @@ def inspect_cohort(
     return inspect_table(table, source=source, require_outcomes=require_outcomes, notes=notes)
 
 
-def patients_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
-    """Typed patients (predictors and eligibility flags) from already-valid values.
+def patients_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
+    """Typed patients (predictors and eligibility flags), one array per field.
 
     Numbers become floats, booleans 1.0/0.0, categories strings; an absent or ``None``
     value is unknown (NaN). The request schema, derived from the same contract, has checked
     every value, so nothing is parsed from text here.
     """
-    columns: dict[str, Any] = {}
-    for name in (*PREDICTOR_NAMES, *(flag.name for flag in ELIGIBILITY_FLAGS)):
+    columns: dict[str, np.ndarray] = {}
+    for name in _ASKABLE:
         values = [record.get(name) for record in records]
         if FIELD_BY_NAME[name].kind is Kind.CATEGORY:
             columns[name] = np.array([np.nan if v is None else str(v) for v in values], object)
         else:
             columns[name] = np.array([np.nan if v is None else float(v) for v in values], float)
-    return pd.DataFrame(columns)
+    return columns
+
+
+def patients_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """:func:`patients_columns` as a DataFrame."""
+    return pd.DataFrame(patients_columns(records))
+
+
+_ASKABLE = (*PREDICTOR_NAMES, *(flag.name for flag in ELIGIBILITY_FLAGS))
 
 
 def inspect_table(

@@ -11,6 +11,7 @@ improve held-out R^2 (0.410 with, 0.411 without).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,18 @@ from data.contract import FIELD_BY_NAME, Kind
 
 UNKNOWN = "unknown"
 SEPARATOR = "__"
+
+
+def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
+    """One array per column: floats for numeric columns, objects otherwise."""
+    columns = {}
+    for name in frame.columns:
+        values = frame[name]
+        if pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+            columns[str(name)] = values.to_numpy(dtype=float, na_value=np.nan)
+        else:
+            columns[str(name)] = values.to_numpy(dtype=object)
+    return columns
 
 
 def field_of(column: str) -> str:
@@ -86,7 +99,7 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
                 self.unused_fields_.append(name)
             else:
                 self.encodings_.append(encoding)
-        raw = self._encode(frame)
+        raw = self._encode(frame_columns(frame))
         self.mean_ = raw.mean(axis=0) if len(raw) else np.zeros(raw.shape[1])
         scale = raw.std(axis=0) if len(raw) else np.ones(raw.shape[1])
         self.scale_ = np.where(scale > 1e-12, scale, 1.0)
@@ -95,27 +108,32 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
     def transform(self, X: Any) -> np.ndarray:
         """Encode patients into the standardized model inputs."""
         check_is_fitted(self, "encodings_")
-        frame = self._frame(X, reset=False)
-        return (self._encode(frame) - self.mean_) / self.scale_
+        return self.encode(frame_columns(self._frame(X, reset=False)))
 
-    def outside_training(self, X: Any) -> dict[str, np.ndarray]:
+    def encode(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        """:meth:`transform` on plain arrays, one per field: the fast path of serving.
+
+        Numbers as floats (NaN unknown), categories as objects (None or NaN unknown). No
+        DataFrame, no validation: :meth:`transform` and the request schema validate first.
+        """
+        return (self._encode(columns) - self.mean_) / self.scale_
+
+    def outside_training(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Per used field, which patients have a known value the training data never had.
 
         Numbers outside the training minimum-maximum, or a category level never seen: the
         model would extrapolate (or, for a level, treat it as unknown).
         """
         check_is_fitted(self, "encodings_")
-        frame = self._frame(X, reset=False)
         outside = {}
         for encoding in self.encodings_:
-            values = frame[encoding["field"]]
+            values = columns[encoding["field"]]
             if encoding["kind"] == "numeric":
-                numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+                numbers = np.asarray(values, dtype=float)
                 mask = (numbers < encoding["minimum"]) | (numbers > encoding["maximum"])
             else:
-                text = values.to_numpy(dtype=object)
-                known = pd.notna(text)
-                mask = known & ~np.isin(text, encoding["levels"])
+                text = np.asarray(values, dtype=object)
+                mask = pd.notna(text) & ~np.isin(text, encoding["levels"])
             if mask.any():
                 outside[encoding["field"]] = mask
         return outside
@@ -187,16 +205,16 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
 
     # -- encoding -----------------------------------------------------------------------
 
-    def _encode(self, frame: pd.DataFrame) -> np.ndarray:
-        blocks = [self._encode_field(e, frame[e["field"]]) for e in self.encodings_]
+    def _encode(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
+        blocks = [self._encode_field(e, columns[e["field"]]) for e in self.encodings_]
         if not blocks:
-            return np.zeros((len(frame), 0))
+            return np.zeros((len(next(iter(columns.values()))), 0))
         return np.hstack(blocks)
 
     @staticmethod
-    def _encode_field(encoding: dict[str, Any], values: pd.Series) -> np.ndarray:
+    def _encode_field(encoding: dict[str, Any], values: np.ndarray) -> np.ndarray:
         if encoding["kind"] == "category":
-            text = values.to_numpy(dtype=object)
+            text = np.asarray(values, dtype=object)
             levels = encoding["levels"]
             is_level = np.stack([np.equal(text, level) for level in levels], axis=1)
             unknown = np.logical_not(is_level.any(axis=1))
@@ -207,7 +225,7 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
             block[unknown, levels.index(encoding["fill"])] = 1.0
             return block
 
-        numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+        numbers = np.asarray(values, dtype=float)
         unknown = ~np.isfinite(numbers)
         filled = np.where(unknown, encoding["fill"], numbers).reshape(-1, 1)
         block = filled if encoding["spline"] is None else encoding["spline"].transform(filled)

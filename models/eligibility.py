@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,20 +35,21 @@ class Eligibility:
     unchecked: list[list[str]]
 
 
-def assess(patients: pd.DataFrame, protocol: Protocol) -> Eligibility:
+def assess(patients: pd.DataFrame | Mapping[str, Any], protocol: Protocol) -> Eligibility:
     """Check each patient against the protocol.
 
     Parameters
     ----------
     patients
-        Typed patients with ``kl_grade`` and the protocol's flag columns (1.0, 0.0 or NaN).
+        Typed patients (a frame or one array per field) with ``kl_grade`` and the protocol's
+        flag columns (1.0, 0.0 or NaN; an absent flag column is unknown).
     protocol
         The exclusions in force.
     """
-    n = len(patients)
+    kl_grade = np.asarray(patients["kl_grade"], dtype=float)
+    n = len(kl_grade)
     reasons: list[list[str]] = [[] for _ in range(n)]
     unchecked: list[list[str]] = [[] for _ in range(n)]
-    kl_grade = patients["kl_grade"].to_numpy(dtype=float)
     excluded_grades = ", ".join(str(g) for g in protocol.excluded_kl_grades)
     for row in range(n):
         grade = kl_grade[row]
@@ -64,7 +66,9 @@ def assess(patients: pd.DataFrame, protocol: Protocol) -> Eligibility:
             )
     for name in protocol.exclusion_flags:
         label = FIELD_BY_NAME[name].label
-        values = patients[name].to_numpy(dtype=float) if name in patients else np.full(n, np.nan)
+        values = (
+            np.asarray(patients[name], dtype=float) if name in patients else np.full(n, np.nan)
+        )
         for row in range(n):
             if np.isnan(values[row]):
                 unchecked[row].append(label.lower())

@@ -66,36 +66,56 @@ def explain(pipeline: Pipeline, patients: pd.DataFrame) -> Explanation:
 
 def attribute(pipeline: Pipeline, encoded: np.ndarray) -> Explanation:
     """:func:`explain` for patients already encoded by the pipeline's ``preprocess`` step."""
-    encoder: PatientEncoder = pipeline.named_steps["preprocess"]
-    model = point_regressor(pipeline)
-    columns = list(encoder.get_feature_names_out())
+    return Attributor(pipeline)(encoded)
 
-    if isinstance(model, LGBMRegressor):
-        # One thread: on one patient, two threads cost ~40x more (DESIGN.md pitfalls).
-        shap_values = np.asarray(model.booster_.predict(encoded, pred_contrib=True, num_threads=1))
-        column_values, base_values = shap_values[:, :-1], shap_values[:, -1]
-        base_value = float(base_values[0]) if len(base_values) else 0.0
-    elif isinstance(model, DummyRegressor):
-        column_values = np.zeros_like(encoded)
-        base_value = float(np.ravel(model.constant_)[0])
-    elif hasattr(model, "coef_"):
-        column_values = encoded * np.ravel(model.coef_)
-        base_value = float(np.ravel(model.intercept_)[0])
-    else:
-        raise TypeError(f"cannot attribute predictions of a {type(model).__name__}")
 
-    fields = PREDICTOR_NAMES
-    to_field = np.zeros((len(columns), len(fields)))
-    for i, column in enumerate(columns):
-        to_field[i, fields.index(field_of(column))] = 1.0
-    contributions = column_values @ to_field
-    expected = base_value + contributions.sum(axis=1)
-    return Explanation(
-        expected_improvement=expected,
-        base_value=base_value,
-        fields=fields,
-        contributions=contributions,
-    )
+class Attributor:
+    """Per-field SHAP attribution for one fitted pipeline, prepared once (at model load).
+
+    Parameters
+    ----------
+    pipeline
+        A fitted candidate or served pipeline.
+    """
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        encoder: PatientEncoder = pipeline.named_steps["preprocess"]
+        self.model = point_regressor(pipeline)
+        columns = list(encoder.get_feature_names_out())
+        self.fields = PREDICTOR_NAMES
+        # Encoded column -> contract field: one-hot levels, spline bases and unknown
+        # indicators of a field add up to that field's contribution.
+        self.to_field = np.zeros((len(columns), len(self.fields)))
+        for i, column in enumerate(columns):
+            self.to_field[i, self.fields.index(field_of(column))] = 1.0
+        if isinstance(self.model, LGBMRegressor):
+            self.booster = self.model.booster_
+        elif not isinstance(self.model, DummyRegressor) and not hasattr(self.model, "coef_"):
+            raise TypeError(f"cannot attribute predictions of a {type(self.model).__name__}")
+
+    def __call__(self, encoded: np.ndarray) -> Explanation:
+        """Predictions and per-field contributions of encoded patients."""
+        model = self.model
+        if isinstance(model, LGBMRegressor):
+            # One thread: on one patient, two threads cost ~40x more (DESIGN.md pitfalls).
+            shap_values = np.asarray(
+                self.booster.predict(encoded, pred_contrib=True, num_threads=1)
+            )
+            column_values, base_values = shap_values[:, :-1], shap_values[:, -1]
+            base_value = float(base_values[0]) if len(base_values) else 0.0
+        elif isinstance(model, DummyRegressor):
+            column_values = np.zeros_like(encoded)
+            base_value = float(np.ravel(model.constant_)[0])
+        else:
+            column_values = encoded * np.ravel(model.coef_)
+            base_value = float(np.ravel(model.intercept_)[0])
+        contributions = column_values @ self.to_field
+        return Explanation(
+            expected_improvement=base_value + contributions.sum(axis=1),
+            base_value=base_value,
+            fields=self.fields,
+            contributions=contributions,
+        )
 
 
 def point_regressor(pipeline: Pipeline) -> Any:

@@ -206,8 +206,10 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         level = self.level if level is None else level
         scale = self._scale(Z)
         low_score, high_score = self._quantiles(level)
-        lower = np.maximum(predicted + low_score * scale, baseline_total - WOMAC_TOTAL_MAX)
-        upper = np.minimum(predicted + high_score * scale, baseline_total)
+        # What the scale allows: the 12-month total lies in 0-96.
+        low_limit, high_limit = baseline_total - WOMAC_TOTAL_MAX, baseline_total
+        lower = np.clip(predicted + low_score * scale, low_limit, high_limit)
+        upper = np.clip(predicted + high_score * scale, low_limit, high_limit)
         raw = self._raw_probability(predicted, scale, baseline_total)
         intercept, slope = self.recalibration_
         probability = np.where(raw > 0, _expit(intercept + slope * _logit(raw)), 0.0)
@@ -223,6 +225,9 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         return self._distance(np.asarray(Z, dtype=float)) > self.distance_threshold_
 
     def _scale(self, Z: np.ndarray) -> np.ndarray:
+        booster = getattr(self.difficulty_, "booster_", None)
+        if booster is not None:  # LightGBM's own predict: no wrapper overhead, one thread
+            return _floor(booster.predict(Z, num_threads=1))
         return _floor(self.difficulty_.predict(Z))
 
     def _quantiles(self, level: float) -> tuple[float, float]:

@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.cohort import patients_frame
+from data.cohort import patients_columns
 from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
 from data.settings import Settings
 from features.encoding import PatientEncoder
 from models.eligibility import Protocol, protocol_from
-from models.scoring import score
+from models.scoring import Scorer
 from models.store import REPORT_ARTIFACT, champion_version, connect, load_pipeline
 
 logger = logging.getLogger(__name__)
@@ -31,6 +31,13 @@ class ServedModel:
     protocol: Protocol = field(default_factory=Protocol)
     metrics: dict[str, float] = field(default_factory=dict)
     report_html: str | None = None
+    scorer: Scorer = field(init=False)
+    notes: dict[str, tuple[str | None, str]] = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Prepared once, at load: a request then costs only array operations.
+        self.scorer = Scorer(self.pipeline)
+        self.notes = field_notes(self.pipeline.named_steps["preprocess"])
 
     @property
     def fields_used(self) -> list[str]:
@@ -38,33 +45,12 @@ class ServedModel:
         encoder: PatientEncoder = self.pipeline.named_steps["preprocess"]
         return [encoding["field"] for encoding in encoder.encodings_]
 
-    def field_notes(self) -> dict[str, tuple[str | None, str]]:
-        """Per field: the note when the patient's value is known, and when it is unknown."""
-        encoder: PatientEncoder = self.pipeline.named_steps["preprocess"]
-        learned_unknown = {e["field"]: e["indicator"] for e in encoder.encodings_}
-        never_known = set(encoder.unused_fields_)
-        notes: dict[str, tuple[str | None, str]] = {}
-        for name in PREDICTOR_NAMES:
-            if name in learned_unknown:
-                notes[name] = (
-                    None,
-                    "unknown; the model learned from training patients for whom it was unknown"
-                    if learned_unknown[name]
-                    else "unknown; the model assumed the typical value of its training patients",
-                )
-            elif name in never_known:
-                unused = "not used: the training cohort did not record it"
-                notes[name] = (unused, "unknown; " + unused)
-            else:
-                notes[name] = ("not an input of this model", "unknown; not an input of this model")
-        return notes
-
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Everything the API answers about each validated patient record."""
-        scores = score(self.pipeline, patients_frame(records), self.protocol)
+        scores = self.scorer.score(patients_columns(records), self.protocol)
         explanation = scores.explanation
-        notes = self.field_notes()
-        used = set(self.fields_used)
+        notes = self.notes
+        used = self.scorer.encodings.keys()
         answers = []
         for row, record in enumerate(records):
             contributions = []
@@ -117,6 +103,27 @@ class ServedModel:
                 }
             )
         return answers
+
+
+def field_notes(encoder: PatientEncoder) -> dict[str, tuple[str | None, str]]:
+    """Per field: the explanation's note when the patient's value is known, and when not."""
+    learned_unknown = {e["field"]: e["indicator"] for e in encoder.encodings_}
+    never_known = set(encoder.unused_fields_)
+    notes: dict[str, tuple[str | None, str]] = {}
+    for name in PREDICTOR_NAMES:
+        if name in learned_unknown:
+            notes[name] = (
+                None,
+                "unknown; the model learned from training patients for whom it was unknown"
+                if learned_unknown[name]
+                else "unknown; the model assumed the typical value of its training patients",
+            )
+        elif name in never_known:
+            unused = "not used: the training cohort did not record it"
+            notes[name] = (unused, "unknown; " + unused)
+        else:
+            notes[name] = ("not an input of this model", "unknown; not an input of this model")
+    return notes
 
 
 class ModelUnavailableError(RuntimeError):

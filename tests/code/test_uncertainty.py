@@ -89,11 +89,6 @@ def test_interval_stays_on_the_womac_scale(fitted: OutcomeModel) -> None:
     assert np.all(lower >= 6.0 - 96)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: distribution() clips lower only from below and upper only from "
-    "above, so an expected improvement beyond the baseline total gives lower > upper",
-)
 def test_interval_is_never_upside_down_when_the_estimate_exceeds_the_baseline(
     fitted: OutcomeModel,
 ) -> None:

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from data.cohort import Cohort
 from data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME, PREDICTOR_NAMES, Role
 from models.explain import explain
-from serve.model import ServedModel
+from serve.model import ServedModel, field_notes
 
 from .conftest import request_record
 
@@ -188,7 +188,7 @@ def test_candidate_would_label_an_unknown_field_as_unknown(
 ) -> None:
     """Whichever candidate is chosen, its notes call an unknown field unknown."""
     pipeline = pipeline_of(trained, name)
-    known_note, unknown_note = served(pipeline).field_notes()["symptom_years"]
+    known_note, unknown_note = field_notes(pipeline.named_steps["preprocess"])["symptom_years"]
     assert known_note is None
     assert "unknown" in unknown_note
     patient = next(r for r in records if r["symptom_years"] is not None)
@@ -212,9 +212,9 @@ def test_field_a_model_leaves_out_by_design_is_not_called_unknown_in_training(
     trained: Any, records: list[dict[str, Any]]
 ) -> None:
     """The comparator ignores symptom years by design, though training patients had them."""
-    known_note, unknown_note = served(pipeline_of(trained, "baseline_womac")).field_notes()[
-        "symptom_years"
-    ]
+    known_note, unknown_note = field_notes(
+        pipeline_of(trained, "baseline_womac").named_steps["preprocess"]
+    )["symptom_years"]
     for note in (known_note, unknown_note):
         assert note is not None
         assert "not an input of this model" in note, note

@@ -159,11 +159,6 @@ def test_chance_is_zero_when_the_threshold_exceeds_the_baseline(
     assert np.all(score(trained.pipeline, little, Protocol()).p_clinically_important == 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: expected improvement is not bounded by the baseline total, and "
-    "OutcomeModel.distribution then returns lower > upper",
-)
 def test_patient_with_nothing_to_gain_gets_an_answer_on_the_scale(
     scored: Scored, trained: Any
 ) -> None:
@@ -176,6 +171,16 @@ def test_patient_with_nothing_to_gain_gets_an_answer_on_the_scale(
     assert np.all(answer.lower <= answer.upper)
     assert np.all(answer.upper <= 0)
     assert np.all(answer.expected_improvement <= answer.upper)
+    # Capped, the explanation still adds up, and says why.
+    explanation = answer.explanation
+    np.testing.assert_allclose(
+        explanation.base_value + explanation.contributions.sum(axis=1),
+        answer.expected_improvement,
+        atol=1e-6,
+    )
+    capped = answer.expected_improvement < explanation.base_value  # the cap pulled them down
+    assert capped.any()
+    assert all(any("capped" in w for w in answer.warnings[row]) for row in np.flatnonzero(capped))
 
 
 # -- direction and nesting --------------------------------------------------------------
