@@ -91,6 +91,7 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         missing = [name for name in names if name not in frame.columns]
         if missing:
             raise ValueError(f"input lacks the encoder's fields: {', '.join(missing)}")
+        self.__dict__.pop("_encode_plan", None)
         self.encodings_: list[dict[str, Any]] = []
         self.unused_fields_: list[str] = []
         for name in names:
@@ -133,7 +134,10 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
                 mask = (numbers < encoding["minimum"]) | (numbers > encoding["maximum"])
             else:
                 text = np.asarray(values, dtype=object)
-                mask = pd.notna(text) & ~np.isin(text, encoding["levels"])
+                seen = np.zeros(len(text), dtype=bool)
+                for level in encoding["levels"]:  # a few levels: faster than isin on objects
+                    seen |= np.equal(text, level)
+                mask = pd.notna(text) & ~seen
             if mask.any():
                 outside[encoding["field"]] = mask
         return outside
@@ -206,10 +210,60 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
     # -- encoding -----------------------------------------------------------------------
 
     def _encode(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
-        blocks = [self._encode_field(e, columns[e["field"]]) for e in self.encodings_]
-        if not blocks:
-            return np.zeros((len(next(iter(columns.values()))), 0))
-        return np.hstack(blocks)
+        plan = self._plan()
+        n = len(columns[self.encodings_[0]["field"]]) if self.encodings_ else 0
+        out = np.empty((n, plan["width"]))
+        # Plain numeric fields, all at once: fill unknowns, then value and indicator columns.
+        if plan["plain"]:
+            numbers = np.column_stack(
+                [np.asarray(columns[name], dtype=float) for name in plan["plain"]]
+            )
+            unknown = ~np.isfinite(numbers)
+            out[:, plan["plain_value"]] = np.where(unknown, plan["plain_fill"], numbers)
+            out[:, plan["plain_unknown_at"]] = unknown[:, plan["plain_unknown_of"]]
+        for encoding, start in plan["other"]:
+            block = self._encode_field(encoding, columns[encoding["field"]])
+            out[:, start : start + block.shape[1]] = block
+        return out
+
+    def _plan(self) -> dict[str, Any]:
+        """Where each field's columns go; plain numeric fields are encoded as one block.
+
+        Derived from the fitted encodings (not itself fitted state), built on first use.
+        """
+        plan: dict[str, Any] | None = self.__dict__.get("_encode_plan")
+        if plan is not None:
+            return plan
+        plain: list[str] = []
+        plain_value: list[int] = []
+        plain_fill: list[float] = []
+        unknown_at: list[int] = []
+        unknown_of: list[int] = []
+        other: list[tuple[dict[str, Any], int]] = []
+        start = 0
+        for encoding in self.encodings_:
+            width = len(encoding["columns"])
+            if encoding["kind"] == "numeric" and encoding["spline"] is None:
+                plain_value.append(start)
+                plain_fill.append(encoding["fill"])
+                if encoding["indicator"]:
+                    unknown_at.append(start + 1)
+                    unknown_of.append(len(plain))
+                plain.append(encoding["field"])
+            else:
+                other.append((encoding, start))
+            start += width
+        plan = {
+            "width": start,
+            "plain": plain,
+            "plain_value": np.array(plain_value, dtype=int),
+            "plain_fill": np.array(plain_fill, dtype=float),
+            "plain_unknown_at": np.array(unknown_at, dtype=int),
+            "plain_unknown_of": np.array(unknown_of, dtype=int),
+            "other": other,
+        }
+        self.__dict__["_encode_plan"] = plan
+        return plan
 
     @staticmethod
     def _encode_field(encoding: dict[str, Any], values: np.ndarray) -> np.ndarray:

@@ -13,15 +13,18 @@ features, predictions and contributions as the sklearn pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from data.cohort import patients_columns
 from data.contract import BASELINE_SUBSCALES, FIELD_BY_NAME, WOMAC_TOTAL_MAX
 from features.encoding import PatientEncoder, frame_columns
+from models.compiled import CompiledPatient
 from models.eligibility import Eligibility, Protocol, assess
 from models.explain import Attributor, Explanation
 from models.uncertainty import OutcomeModel
@@ -73,6 +76,38 @@ class Scorer:
         self.attributor = Attributor(pipeline)
         self.baseline_fields = [self.attributor.fields.index(n) for n in BASELINE_SUBSCALES]
         self.encodings = {e["field"]: e for e in self.encoder.encodings_}
+        self.compiled = CompiledPatient(self.encoder, outcome, self.attributor)
+
+    def score_records(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        protocol: Protocol,
+        level: float | None = None,
+    ) -> Scores:
+        """Score validated patient records (e.g. API requests); one alone takes the fast path."""
+        if len(records) != 1:
+            return self.score(patients_columns(records), protocol, level)
+        record = records[0]
+        explanation, lower, upper, probability, eligibility, keys = self.compiled.score(
+            record, protocol, level
+        )
+        warnings = []
+        for key in keys:
+            if key[0] == "outside":
+                warnings.append(self._outside_warning(key[1], record[key[1]]))
+            else:
+                warnings.append(ATYPICAL if key[0] == "atypical" else CAPPED)
+        if eligibility.unchecked[0]:
+            warnings.append(_unchecked(eligibility.unchecked[0]))
+        return Scores(
+            explanation=explanation,
+            lower=np.array([lower]),
+            upper=np.array([upper]),
+            level=self.outcome.level if level is None else level,
+            p_clinically_important=np.array([probability]),
+            eligibility=eligibility,
+            warnings=[warnings],
+        )
 
     def score(
         self,
@@ -110,11 +145,7 @@ class Scorer:
             warnings[bounded].append(CAPPED)
         for patient, unchecked in enumerate(eligibility.unchecked):
             if unchecked:
-                warnings[patient].append(
-                    "Not recorded, so not checked against the protocol: "
-                    + ", ".join(unchecked)
-                    + "."
-                )
+                warnings[patient].append(_unchecked(unchecked))
         return Scores(
             explanation=explanation,
             lower=lower,
@@ -170,6 +201,10 @@ class Scorer:
             f"({encoding['minimum']:g}-{encoding['maximum']:g}{unit}): the estimate "
             "extrapolates."
         )
+
+
+def _unchecked(criteria: list[str]) -> str:
+    return "Not recorded, so not checked against the protocol: " + ", ".join(criteria) + "."
 
 
 def score(

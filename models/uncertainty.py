@@ -34,7 +34,6 @@ from lightgbm import LGBMRegressor
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.validation import check_is_fitted
 
 from data.contract import WOMAC_TOTAL_MAX
 
@@ -199,7 +198,6 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         -------
         lower, upper, p_clinically_important
         """
-        check_is_fitted(self, "scores_")
         Z = np.asarray(Z, dtype=float)
         predicted = np.asarray(predicted, dtype=float)
         baseline_total = np.asarray(baseline_total, dtype=float)
@@ -221,7 +219,6 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         Mahalanobis distance over the core fields (shrunk covariance, Ledoit-Wolf), so an
         unusual *combination* of values, each within its own range, is caught too.
         """
-        check_is_fitted(self, "distance_threshold_")
         return self._distance(np.asarray(Z, dtype=float)) > self.distance_threshold_
 
     def _scale(self, Z: np.ndarray) -> np.ndarray:

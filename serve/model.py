@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from data.cohort import patients_columns
 from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
 from data.settings import Settings
 from features.encoding import PatientEncoder
@@ -47,7 +46,7 @@ class ServedModel:
 
     def predict(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Everything the API answers about each validated patient record."""
-        scores = self.scorer.score(patients_columns(records), self.protocol)
+        scores = self.scorer.score_records(records, self.protocol)
         explanation = scores.explanation
         notes = self.notes
         used = self.scorer.encodings.keys()

@@ -10,7 +10,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health)
-def health(request: Request) -> Health:
+async def health(request: Request) -> Health:
     """Whether the service is up and a model is loaded."""
     model = request.app.state.model
     return Health(
