@@ -211,13 +211,14 @@ def serve(
     host = host or settings.host
     port = port or settings.port
     console.print(f"womac service on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    from serve.logs import log_config
+
     uvicorn.run(
         "serve.main:create_app",
         factory=True,
         host=host,
         port=port,
-        log_level="info",
-        access_log=False,
+        log_config=log_config("info"),
     )
 
 

@@ -13,6 +13,7 @@ from fastapi.staticfiles import StaticFiles
 
 from data.settings import Settings, get_settings
 from serve.dependencies import require_api_key
+from serve.logs import RequestLog
 from serve.model import ModelUnavailableError, load_champion
 from serve.routes import health, model, page, predict
 from serve.routes.page import STATIC_DIR
@@ -40,6 +41,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.add_middleware(RequestLog)
     app.state.model = None
     app.state.model_problem = "The model is still loading."
     app.add_exception_handler(RequestValidationError, _validation_error)
