@@ -7,15 +7,19 @@ beyond scikit-learn's own types.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
+import sys
+import tempfile
 from importlib.metadata import version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import pandas as pd
 
 from data.contract import PREDICTORS, TARGET, Kind
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow.models import ModelSignature
     from mlflow.models.model import ModelInfo
     from sklearn.pipeline import Pipeline
@@ -105,3 +109,88 @@ def champion_version(client: Any, model_name: str, alias: str) -> Any | None:
         return client.get_model_version_by_alias(model_name, alias)
     except MlflowException:
         return None
+
+
+def resolve_champion(tracking_uri: str, model_name: str, alias: str) -> dict[str, Any]:
+    """Everything serving needs from MLflow about the champion, as plain data.
+
+    Runs in a child process at service start-up (``python -m models.store resolve``): the
+    registry lookup and MLflow's SQLAlchemy store take ~2 s to import, and the service does
+    not need MLflow on its request path, so that time overlaps the service's own imports on
+    the other core instead of adding to them.
+
+    Returns
+    -------
+    dict
+        ``{"status": "ok", version, run_id, model_file, metrics, chosen_model, report_html}``
+        or ``{"status": "absent" | "error", "message": ...}``.
+    """
+    client = connect(tracking_uri)
+    current = champion_version(client, model_name, alias)
+    if current is None:
+        return {"status": "absent", "message": f"No model is registered as {model_name}@{alias}."}
+    import mlflow.artifacts
+
+    folder = tempfile.mkdtemp(prefix="womac-champion-")
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            f"models:/{model_name}/{current.version}", dst_path=folder
+        )
+    )
+    flavor = _sklearn_flavor(local / "MLmodel")
+    if flavor.get("serialization_format") != "skops":
+        return {"status": "error", "message": "the model is not stored with skops; refusing it"}
+    run = client.get_run(current.run_id)
+    report_html = None
+    try:
+        report = client.download_artifacts(current.run_id, REPORT_ARTIFACT, folder)
+        report_html = Path(report).read_text(encoding="utf-8")
+    except Exception:  # runs logged before reports existed have none
+        report_html = None
+    return {
+        "status": "ok",
+        "version": str(current.version),
+        "run_id": str(current.run_id),
+        "model_file": str(local / flavor["pickled_model"]),
+        "metrics": dict(run.data.metrics),
+        "chosen_model": run.data.params.get("chosen_model", ""),
+        "report_html": report_html,
+    }
+
+
+def _sklearn_flavor(mlmodel: Path) -> dict[str, Any]:
+    from mlflow.models import Model
+
+    return dict(Model.load(str(mlmodel)).flavors.get("sklearn", {}))
+
+
+def load_skops(path: str | Path) -> Pipeline:
+    """Load a pipeline file with skops, trusting exactly :data:`TRUSTED_TYPES`.
+
+    The list comes from this code, not from the artifact: a tampered artifact cannot widen
+    what it is trusted to contain.
+    """
+    import skops.io
+
+    pipeline: Pipeline = skops.io.load(path, trusted=TRUSTED_TYPES)
+    return pipeline
+
+
+def _main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m models.store")
+    commands = parser.add_subparsers(dest="command", required=True)
+    resolve = commands.add_parser("resolve", help="print the champion's details as JSON")
+    resolve.add_argument("--tracking-uri", required=True)
+    resolve.add_argument("--name", required=True)
+    resolve.add_argument("--alias", required=True)
+    args = parser.parse_args()
+    try:
+        answer = resolve_champion(args.tracking_uri, args.name, args.alias)
+    except Exception as error:  # reported to the parent by type only
+        reason = type(error).__name__
+        answer = {"status": "error", "message": f"the registry cannot be read ({reason})"}
+    json.dump(answer, sys.stdout)
+
+
+if __name__ == "__main__":
+    _main()

@@ -10,8 +10,6 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from data.cohort import CohortError
-
 if TYPE_CHECKING:
     from pipeline.train import TrainingResult
 
@@ -62,7 +60,7 @@ def validate(
     file: Annotated[Path, typer.Argument(help="Cohort CSV to check.", show_default=False)],
 ) -> None:
     """Check a cohort CSV against the contract and print a data report."""
-    from data.cohort import inspect_cohort
+    from data.cohort import CohortError, inspect_cohort
     from data.report import summarise
 
     try:
@@ -100,6 +98,7 @@ def train(
     ] = None,
 ) -> None:
     """Train, compare, log to MLflow and register a model."""
+    from data.cohort import CohortError
     from data.settings import get_settings
     from pipeline.train import TrainingError
     from pipeline.train import train as run_training
@@ -173,6 +172,7 @@ def predict(
     ] = None,
 ) -> None:
     """Score a cohort file with the champion (or another model)."""
+    from data.cohort import CohortError
     from data.settings import get_settings
     from models.eligibility import protocol_from
     from pipeline.predict import score_cohort

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import secrets
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
 from data.settings import Settings
-from serve.model import ServedModel
+
+if TYPE_CHECKING:
+    from serve.model import ServedModel
 
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False)
 
@@ -51,4 +53,9 @@ async def get_model(request: Request) -> ServedModel:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ModelDep = Annotated[ServedModel, Depends(get_model)]
+if TYPE_CHECKING:
+    ModelDep = ServedModel
+else:
+    # The scoring stack is imported only once start-up has begun the registry lookup (see
+    # serve.main); at run time the dependency is all FastAPI needs from this alias.
+    ModelDep = Annotated[Any, Depends(get_model)]

@@ -12,9 +12,9 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from data.settings import Settings, get_settings
+from serve.champion import ChampionLookup
 from serve.dependencies import require_api_key
 from serve.logs import RequestLog
-from serve.model import ModelUnavailableError, load_champion
 from serve.routes import health, model, page, predict
 from serve.routes.page import STATIC_DIR
 
@@ -27,8 +27,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Start the registry lookup first: it runs in a child process while this one
+        # imports the scoring stack (scikit-learn, skops, LightGBM) below.
+        lookup = ChampionLookup(settings)
+        from serve.model import ModelUnavailableError, load_champion
+
         try:
-            app.state.model = load_champion(settings)
+            app.state.model = load_champion(settings, lookup)
         except ModelUnavailableError as problem:
             logger.error("serving without a model: %s", problem)
             app.state.model_problem = str(problem)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
@@ -12,7 +11,8 @@ from data.settings import Settings
 from features.encoding import PatientEncoder
 from models.eligibility import Protocol, protocol_from
 from models.scoring import Scorer
-from models.store import REPORT_ARTIFACT, champion_version, connect, load_pipeline
+from models.store import load_skops
+from serve.champion import ChampionLookup
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,15 @@ class ModelUnavailableError(RuntimeError):
     """No model can be served; the message says why and what to do."""
 
 
-def load_champion(settings: Settings) -> ServedModel:
+def load_champion(settings: Settings, lookup: ChampionLookup | None = None) -> ServedModel:
     """Load the model the champion alias points to, with its run's figures and report.
+
+    Parameters
+    ----------
+    settings
+        Registry names, tracking store and protocol.
+    lookup
+        A lookup already started (at the very beginning of start-up); started here if not.
 
     Raises
     ------
@@ -138,47 +145,35 @@ def load_champion(settings: Settings) -> ServedModel:
         When no champion is registered or it cannot be loaded; the service then answers 503
         instead of crashing.
     """
-    uri = settings.resolved_tracking_uri()
+    lookup = lookup or ChampionLookup(settings)
+    answer = lookup.result()
     wanted = f"{settings.model_name}@{settings.champion_alias}"
     train_hint = "Train one with `womac train` (or `make run`), then restart the service."
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        # Do not create an empty tracking store just by starting the service.
-        raise ModelUnavailableError(f"No MLflow store at {uri}, so no {wanted}. {train_hint}")
-    client = connect(uri)
-    version = champion_version(client, settings.model_name, settings.champion_alias)
-    if version is None:
-        raise ModelUnavailableError(f"No model is registered as {wanted}. {train_hint}")
+    if answer["status"] == "absent":
+        raise ModelUnavailableError(f"{answer['message']} No {wanted}. {train_hint}")
+    if answer["status"] != "ok":
+        raise ModelUnavailableError(
+            f"{wanted} cannot be loaded: {answer['message']}. Retrain with `womac train` or "
+            "point the alias at a working version."
+        )
     try:
-        pipeline = load_pipeline(f"models:/{settings.model_name}/{version.version}")
-        run = client.get_run(version.run_id)
+        pipeline = load_skops(answer["model_file"])
+        served = ServedModel(
+            pipeline=pipeline,
+            name=settings.model_name,
+            version=answer["version"],
+            run_id=answer["run_id"],
+            alias=settings.champion_alias,
+            candidate=answer["chosen_model"],
+            protocol=protocol_from(settings),
+            metrics=answer["metrics"],
+            report_html=answer["report_html"],
+        )
     except Exception as error:
         raise ModelUnavailableError(
-            f"{wanted} (version {version.version}) cannot be loaded "
+            f"{wanted} (version {answer['version']}) cannot be loaded "
             f"({type(error).__name__}). Retrain with `womac train` or point the alias at a "
             "working version."
         ) from error
-    logger.info("serving %s version %s", settings.model_name, version.version)
-    return ServedModel(
-        pipeline=pipeline,
-        name=settings.model_name,
-        version=str(version.version),
-        run_id=str(version.run_id),
-        alias=settings.champion_alias,
-        candidate=run.data.params.get("chosen_model", ""),
-        protocol=protocol_from(settings),
-        metrics=dict(run.data.metrics),
-        report_html=_report(client, str(version.run_id)),
-    )
-
-
-def _report(client: Any, run_id: str) -> str | None:
-    """The run's model report, if it has one (runs before reports existed do not)."""
-    import tempfile
-
-    try:
-        with tempfile.TemporaryDirectory() as folder:
-            path = client.download_artifacts(run_id, REPORT_ARTIFACT, folder)
-            return Path(path).read_text(encoding="utf-8")
-    except Exception as error:
-        logger.warning("no model report for run %s: %s", run_id, type(error).__name__)
-        return None
+    logger.info("serving %s version %s", settings.model_name, answer["version"])
+    return served
