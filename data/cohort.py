@@ -7,10 +7,10 @@ are never echoed: a cohort holds patient data, and errors may end up in logs.
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,7 +157,8 @@ def read_cohort(path: str | Path, *, require_outcomes: bool = False) -> Cohort:
     Parameters
     ----------
     path
-        CSV export: comma, semicolon or tab separated; UTF-8 (with or without BOM) or Latin-1.
+        CSV export: comma, semicolon or tab separated; UTF-8 (with or without BOM), UTF-16
+        or Latin-1.
     require_outcomes
         Whether the 12-month subscale columns must be present (training needs them).
 
@@ -182,24 +183,231 @@ def inspect_cohort(
 ) -> tuple[Cohort, list[Problem]]:
     """Read a cohort CSV and list its problems without refusing it (for data reports).
 
-    Values that break a rule are typed as unknown in the returned cohort.
+    Values that break a rule are typed as unknown in the returned cohort. The file is read
+    in chunks, so only the typed values of the whole cohort are held at once.
 
     Raises
     ------
     CohortError
         When the file cannot be read as a table at all (empty, binary, no header).
     """
-    source = Path(path).name
-    try:
-        raw_bytes = Path(path).read_bytes()
-    except OSError as error:
-        raise CohortError(
-            source, [Problem("file", f"cannot be read ({error.strerror})")]
-        ) from None
-    text, encoding_note = _decode(raw_bytes)
-    notes = [encoding_note] if encoding_note else []
-    table = _split_table(text, source)
-    return inspect_table(table, source=source, require_outcomes=require_outcomes, notes=notes)
+    reader = CohortReader(path, require_outcomes=require_outcomes)
+    chunks = list(reader.chunks())
+    frame = pd.concat([chunk.frame for chunk in chunks], ignore_index=True)
+    lines = np.concatenate([chunk.lines for chunk in chunks])
+    return reader.finish(frame, lines), reader.problems()
+
+
+CHUNK_ROWS = 100_000
+
+
+class CohortReader:
+    """Streams a cohort CSV as chunks of typed rows, collecting every problem on the way.
+
+    The header, encoding and separator are checked when the reader is made; each chunk is
+    then typed against the contract. :meth:`problems` lists all problems of the rows read so
+    far, merged per column and rule, with their file lines.
+
+    Parameters
+    ----------
+    path
+        The CSV file.
+    require_outcomes
+        Whether the 12-month subscale columns must be present.
+    chunk_rows
+        Rows per chunk.
+
+    Raises
+    ------
+    CohortError
+        When the file cannot be read as a table (missing, empty, binary, no header).
+    """
+
+    def __init__(
+        self, path: str | Path, *, require_outcomes: bool = False, chunk_rows: int = CHUNK_ROWS
+    ) -> None:
+        self.path = Path(path)
+        self.source = self.path.name
+        self.require_outcomes = require_outcomes
+        self.chunk_rows = chunk_rows
+        self.encoding, encoding_note = _detect_encoding(self.path, self.source)
+        self.notes: list[str] = [encoding_note] if encoding_note else []
+        self._problems: dict[tuple[str, str], list[int]] = {}
+        self._blank_required: dict[str, list[int]] = {}
+        self.rows = 0
+        self.header, self.delimiter, self.header_line = self._read_header()
+        columns = [_normalise_header(name) for name in self.header]
+        self.known = [c for c in columns if c in FIELD_BY_NAME]
+        if not self.known:
+            # Checked first: without a header, the "column names" are a patient's values.
+            raise CohortError(
+                self.source,
+                [
+                    Problem(
+                        "header", "no column of the cohort contract found; is the header missing?"
+                    )
+                ],
+            )
+        duplicated = sorted({c for c in self.known if self.known.count(c) > 1})
+        if duplicated:
+            raise CohortError(
+                self.source,
+                [
+                    Problem(name, "column appears more than once in the header")
+                    for name in duplicated
+                ],
+            )
+        self.columns = columns
+        extra = [c for c in columns if c not in FIELD_BY_NAME and c]
+        unnamed = sum(1 for c in columns if not c)
+        if extra:
+            shown = ", ".join(name[:40] for name in extra[:10])
+            self.notes.append(f"ignored {len(extra)} column(s) not in the contract: {shown}")
+        if unnamed:
+            self.notes.append(f"ignored {unnamed} column(s) with no name in the header")
+        required = [
+            f for f in FIELDS if f.required or (require_outcomes and f.role is Role.OUTCOME)
+        ]
+        for spec in required:
+            if spec.name not in columns:
+                self._add(Problem(spec.name, "required column is missing"))
+
+    def _open(self) -> Any:
+        return self.path.open(encoding=self.encoding, newline="")
+
+    def _read_header(self) -> tuple[list[str], str, int]:
+        with self._open() as stream:
+            for number, text in enumerate(stream, start=1):
+                if "\x00" in text:
+                    raise CohortError(
+                        self.source, [Problem("file", "is not a text CSV file (binary content)")]
+                    )
+                if text.strip():
+                    delimiter = max((",", ";", "\t"), key=text.count)
+                    try:
+                        header = next(csv.reader([text], delimiter=delimiter, strict=True))
+                    except csv.Error as error:
+                        raise CohortError(
+                            self.source, [Problem("file", f"is not a valid CSV file ({error})")]
+                        ) from None
+                    return header, delimiter, number
+        raise CohortError(self.source, [Problem("file", "is empty")])
+
+    def chunks(self) -> Iterator[Cohort]:
+        """The typed rows, ``chunk_rows`` at a time (values breaking a rule typed unknown)."""
+        # Spreadsheets export trailing empty columns as unnamed headers and blank cells.
+        width = len(self.header)
+        while width and not self.header[width - 1].strip():
+            width -= 1
+        cells: list[list[str]] = []
+        lines: list[int] = []
+        with self._open() as stream:
+            reader = csv.reader(stream, delimiter=self.delimiter, strict=True)
+            previous = 0
+            try:
+                for row in reader:
+                    # A quoted cell may span lines; a row starts after the previous one ends.
+                    start, previous = previous + 1, reader.line_num
+                    if start <= self.header_line or not any(cell.strip() for cell in row):
+                        continue
+                    if any("\x00" in cell for cell in row):
+                        raise CohortError(
+                            self.source,
+                            [Problem("file", "is not a text CSV file (binary content)")],
+                        )
+                    if len(row) < width or any(cell.strip() for cell in row[width:]):
+                        self._add(
+                            Problem("file", "row has a different number of cells than the header"),
+                            start,
+                        )
+                        continue
+                    cells.append(row[:width])
+                    lines.append(start)
+                    if len(cells) == self.chunk_rows:
+                        yield self._type(cells, lines, width)
+                        cells, lines = [], []
+            except csv.Error as error:
+                raise CohortError(
+                    self.source, [Problem("file", f"is not a valid CSV file ({error})")]
+                ) from None
+        if cells or self.rows == 0:
+            yield self._type(cells, lines, width)
+
+    def _type(self, cells: list[list[str]], lines: list[int], width: int) -> Cohort:
+        table = pd.DataFrame(cells, columns=self.columns[:width], dtype=object)
+        numbers = np.asarray(lines, dtype=int)
+        self.rows += len(table)
+        typed: dict[str, pd.Series] = {}
+        for spec in FIELDS:
+            if spec.name not in table.columns:
+                typed[spec.name] = pd.Series(
+                    np.nan, index=table.index, dtype=object if _is_text(spec) else float
+                )
+                continue
+            values, field_problems, blank = _parse_column(table[spec.name], spec, numbers)
+            typed[spec.name] = values
+            for problem in field_problems:
+                self._add(problem, *problem.lines)
+            if blank.any() and spec.required and not spec.blank_allowed:
+                blank_lines = [int(line) for line in numbers[blank]]
+                if spec.role is Role.IDENTIFIER:
+                    self._add(Problem(spec.name, "must not be blank"), *blank_lines)
+                else:
+                    self._blank_required.setdefault(spec.name, []).extend(blank_lines)
+        frame = pd.DataFrame(typed, index=pd.RangeIndex(len(table)))
+        return Cohort(
+            frame=frame,
+            lines=numbers,
+            present=frozenset(self.known),
+            source=self.source,
+            notes=self.notes,
+        )
+
+    def _add(self, problem: Problem, *lines: int) -> None:
+        self._problems.setdefault((problem.column, problem.rule), []).extend(lines)
+
+    def problems(self) -> list[Problem]:
+        """Every problem found so far, one per column and rule, with all its lines."""
+        found = [
+            Problem(column, rule, tuple(lines)) for (column, rule), lines in self._problems.items()
+        ]
+        if self.rows == 0 and not any(p.column == "file" for p in found):
+            found.append(Problem("file", "has no data rows"))
+        return found
+
+    def finish(self, frame: pd.DataFrame, lines: np.ndarray) -> Cohort:
+        """The whole cohort, with the notes that need all of it."""
+        notes = list(self.notes)
+        for name, blank_lines in self._blank_required.items():
+            notes.append(
+                f"{Problem(name, 'required value is blank', tuple(blank_lines))}; "
+                "these rows are not used"
+            )
+        cohort = Cohort(
+            frame=frame,
+            lines=lines,
+            present=frozenset(self.known),
+            source=self.source,
+            notes=notes,
+        )
+        if cohort.has_outcomes:
+            lost = int(cohort.lost_to_follow_up.sum())
+            if lost:
+                notes.append(f"{lost} row(s) lost to follow-up (12-month scores blank)")
+        repeats = frame["patient_id"].duplicated(keep=False)
+        if repeats.any():
+            repeated_joint = frame.duplicated(subset=["patient_id", "joint"], keep=False)
+            notes.append(
+                f"{int(frame.loc[repeats, 'patient_id'].nunique())} patient_id value(s) occur "
+                "on more than one row (one row per treated joint); their rows are kept "
+                "together when the cohort is split"
+                + (
+                    f"; {int(repeated_joint.sum())} row(s) repeat the same patient and joint"
+                    if repeated_joint.any()
+                    else ""
+                )
+            )
+        return cohort
 
 
 def patients_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarray]:
@@ -227,109 +435,6 @@ def patients_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
 _ASKABLE = (*PREDICTOR_NAMES, *(flag.name for flag in ELIGIBILITY_FLAGS))
 
 
-def inspect_table(
-    table: pd.DataFrame,
-    *,
-    source: str,
-    require_outcomes: bool,
-    notes: list[str] | None = None,
-) -> tuple[Cohort, list[Problem]]:
-    """Check a table of raw strings against the contract and type it.
-
-    Parameters
-    ----------
-    table
-        One row per treated joint, every cell a string as read from the file, indexed by
-        the file line the row starts on.
-    source
-        Name used in messages (a file name, never its content).
-    require_outcomes
-        Whether the 12-month subscale columns must be present.
-    notes
-        Warnings gathered before this step.
-
-    Returns
-    -------
-    cohort, problems
-        The typed cohort (values breaking a rule typed as unknown) and every problem found.
-    """
-    notes = list(notes or [])
-    problems: list[Problem] = []
-    table = table.rename(columns=_normalise_header)
-
-    known = [c for c in table.columns if c in FIELD_BY_NAME]
-    if not known:
-        # Checked first: without a header, the "column names" are a patient's values.
-        raise CohortError(
-            source,
-            [Problem("header", "no column of the cohort contract found; is the header missing?")],
-        )
-    duplicated = sorted({c for c in known if known.count(c) > 1})
-    if duplicated:
-        raise CohortError(
-            source,
-            [Problem(name, "column appears more than once in the header") for name in duplicated],
-        )
-    extra = [c for c in table.columns if c not in FIELD_BY_NAME and c]
-    unnamed = sum(1 for c in table.columns if not c)
-    if extra:
-        shown = ", ".join(name[:40] for name in extra[:10])
-        notes.append(f"ignored {len(extra)} column(s) not in the contract: {shown}")
-    if unnamed:
-        notes.append(f"ignored {unnamed} column(s) with no name in the header")
-
-    required = [f for f in FIELDS if f.required or (require_outcomes and f.role is Role.OUTCOME)]
-    for spec in required:
-        if spec.name not in table.columns:
-            problems.append(Problem(spec.name, "required column is missing"))
-
-    if table.empty:
-        raise CohortError(source, [*problems, Problem("file", "has no data rows")])
-
-    lines = table.index.to_numpy(dtype=int)
-    table = table.reset_index(drop=True)
-    typed: dict[str, pd.Series] = {}
-    for spec in FIELDS:
-        if spec.name not in table.columns:
-            typed[spec.name] = pd.Series(
-                np.nan, index=table.index, dtype=object if _is_text(spec) else float
-            )
-            continue
-        values, field_problems, blank = _parse_column(table[spec.name], spec, lines)
-        typed[spec.name] = values
-        problems.extend(field_problems)
-        if blank.any() and spec.required and not spec.blank_allowed:
-            blank_lines = tuple(int(line) for line in lines[blank])
-            if spec.role is Role.IDENTIFIER:
-                problems.append(Problem(spec.name, "must not be blank", blank_lines))
-            else:
-                notes.append(
-                    f"{Problem(spec.name, 'required value is blank', blank_lines)}; "
-                    "these rows are not used"
-                )
-
-    frame = pd.DataFrame(typed, index=pd.RangeIndex(len(table)))
-    cohort = Cohort(frame=frame, lines=lines, present=frozenset(known), source=source, notes=notes)
-    if cohort.has_outcomes:
-        lost = int(cohort.lost_to_follow_up.sum())
-        if lost:
-            notes.append(f"{lost} row(s) lost to follow-up (12-month scores blank)")
-    repeats = frame["patient_id"].duplicated(keep=False)
-    if repeats.any():
-        repeated_joint = frame.duplicated(subset=["patient_id", "joint"], keep=False)
-        notes.append(
-            f"{int(frame.loc[repeats, 'patient_id'].nunique())} patient_id value(s) occur on "
-            "more than one row (one row per treated joint); their rows are kept together "
-            "when the cohort is split"
-            + (
-                f"; {int(repeated_joint.sum())} row(s) repeat the same patient and joint"
-                if repeated_joint.any()
-                else ""
-            )
-        )
-    return cohort, problems
-
-
 def model_input(patients: pd.DataFrame) -> pd.DataFrame:
     """The predictor columns in contract order, absent ones filled as unknown."""
     columns = {}
@@ -353,61 +458,32 @@ def _normalise_header(name: object) -> str:
     return re.sub(r"[\s\-]+", "_", str(name).strip().lstrip("\ufeff")).lower()
 
 
-def _decode(raw: bytes) -> tuple[str, str | None]:
-    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export
-        try:
-            return raw.decode("utf-16"), None
-        except UnicodeDecodeError:
-            pass
+def _detect_encoding(path: Path, source: str) -> tuple[str, str | None]:
+    """UTF-16 (by its BOM), UTF-8 (with or without BOM), else Latin-1, checked on all bytes."""
     try:
-        return raw.decode("utf-8-sig"), None
-    except UnicodeDecodeError:
-        # Spreadsheets on Windows export Latin-1/CP-1252; the contract's own names are ASCII.
-        return raw.decode("latin-1"), "file is not UTF-8; read as Latin-1"
-
-
-def _split_table(text: str, source: str) -> pd.DataFrame:
-    """Cells as strings, indexed by the file line each row starts on."""
-    if not text.strip():
-        raise CohortError(source, [Problem("file", "is empty")])
-    if "\x00" in text:
-        raise CohortError(source, [Problem("file", "is not a text CSV file (binary content)")])
-    first_line = text.lstrip().splitlines()[0]
-    delimiter = max((",", ";", "\t"), key=first_line.count)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
-    records: list[tuple[int, list[str]]] = []
-    try:
-        previous = 0
-        for row in reader:
-            # A quoted cell may span lines; a row starts on the line after the previous one.
-            start, previous = previous + 1, reader.line_num
-            if any(cell.strip() for cell in row):
-                records.append((start, row))
-    except csv.Error as error:
-        raise CohortError(
-            source, [Problem("file", f"is not a valid CSV file ({error})")]
-        ) from None
-    (_, header), body = records[0], records[1:]
-    # Spreadsheets export trailing empty columns as unnamed headers and blank cells.
-    width = len(header)
-    while width and not header[width - 1].strip():
-        width -= 1
-    cells, lines, ragged = [], [], []
-    for line, row in body:
-        if len(row) < width or any(cell.strip() for cell in row[width:]):
-            ragged.append(line)
-        cells.append(row[:width])
-        lines.append(line)
-    if ragged:
-        raise CohortError(
-            source,
-            [
-                Problem(
-                    "file", "row has a different number of cells than the header", tuple(ragged)
+        with path.open("rb") as stream:
+            start = stream.read(4)
+            if start.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export
+                return "utf-16", None
+            stream.seek(0)
+            if b"\x00" in stream.read(1 << 16):
+                raise CohortError(
+                    source, [Problem("file", "is not a text CSV file (binary content)")]
                 )
-            ],
-        )
-    return pd.DataFrame(cells, columns=header[:width], index=lines, dtype=object)
+            stream.seek(0)
+            decoder = codecs.getincrementaldecoder("utf-8")()
+            try:
+                for block in iter(lambda: stream.read(1 << 20), b""):
+                    decoder.decode(block)
+                decoder.decode(b"", final=True)
+            except UnicodeDecodeError:
+                # Spreadsheets on Windows export Latin-1/CP-1252; our names are ASCII.
+                return "latin-1", "file is not UTF-8; read as Latin-1"
+    except OSError as error:
+        raise CohortError(
+            source, [Problem("file", f"cannot be read ({error.strerror})")]
+        ) from None
+    return "utf-8-sig", None
 
 
 def _parse_column(

@@ -1,18 +1,20 @@
-"""Batch scoring of a cohort file with a registered model."""
+"""Batch scoring of a cohort file with a registered model, a chunk of rows at a time."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import os
+import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from data.cohort import REQUIRED_PREDICTORS, read_cohort
+from data.cohort import REQUIRED_PREDICTORS, Cohort, CohortError, CohortReader
+from features.encoding import frame_columns
 from models.eligibility import Protocol
-from models.scoring import score
+from models.scoring import Scorer
 from models.store import connect, load_pipeline
-from pipeline.files import atomic_write_csv
 
 TOP_CONTRIBUTIONS = 3
 WARNING_SEPARATOR = " | "
@@ -27,32 +29,69 @@ class BatchSummary:
     candidates: int
     out: Path
     model_uri: str
+    notes: list[str] = field(default_factory=list)
 
 
 def score_cohort(
-    data: Path, out: Path, model_uri: str, tracking_uri: str, protocol: Protocol
+    data: Path,
+    out: Path,
+    model_uri: str,
+    tracking_uri: str,
+    protocol: Protocol,
+    chunk_rows: int | None = None,
 ) -> BatchSummary:
     """Score every row of a cohort CSV; rows with a blank required field are not scored.
 
     The output has, per row: ``patient_id``, ``expected_improvement``, ``interval_lower``,
     ``interval_upper``, ``p_clinically_important``, ``candidate`` (and why not), the three
     largest contributions (field and points), ``warnings`` and ``note`` (why a row was not
-    scored). It is written whole or not at all.
+    scored). The file is read and scored a chunk at a time, so memory stays flat however
+    many patients it holds; the output is written whole or not at all (a file that breaks
+    the contract anywhere leaves no output).
     """
-    cohort = read_cohort(data)
+    reader = CohortReader(data, chunk_rows=chunk_rows) if chunk_rows else CohortReader(data)
     connect(tracking_uri)
-    pipeline = load_pipeline(model_uri)
-    complete = cohort.complete.to_numpy()
-    rows = np.flatnonzero(complete)
+    scorer = Scorer(load_pipeline(model_uri))
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    rows = scored = candidates = 0
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
+            for chunk in reader.chunks():
+                output = _score_chunk(chunk, scorer, protocol)
+                output.to_csv(stream, index=False, header=rows == 0)
+                rows += len(output)
+                scored += int(output["expected_improvement"].notna().sum())
+                candidates += int(output["candidate"].sum())
+        problems = reader.problems()
+        if problems:
+            raise CohortError(reader.source, problems)
+        os.replace(temporary, out)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return BatchSummary(
+        rows=rows,
+        scored=scored,
+        candidates=candidates,
+        out=out,
+        model_uri=model_uri,
+        notes=list(reader.notes),
+    )
 
-    output = pd.DataFrame({"patient_id": cohort.frame["patient_id"]})
-    numeric = (
+
+def _score_chunk(chunk: Cohort, scorer: Scorer, protocol: Protocol) -> pd.DataFrame:
+    frame = chunk.frame
+    complete = chunk.complete.to_numpy()
+    rows = np.flatnonzero(complete)
+    output = pd.DataFrame({"patient_id": frame["patient_id"]})
+    for column in (
         "expected_improvement",
         "interval_lower",
         "interval_upper",
         "p_clinically_important",
-    )
-    for column in numeric:
+    ):
         output[column] = np.nan
     output["candidate"] = pd.Series(pd.NA, index=output.index, dtype="boolean")
     output["not_candidate_because"] = ""
@@ -61,9 +100,8 @@ def score_cohort(
         output[f"top{rank}_contribution"] = np.nan
     output["warnings"] = ""
     output["note"] = ""
-
     if len(rows):
-        scores = score(pipeline, cohort.frame.iloc[rows], protocol)
+        scores = scorer.score(frame_columns(frame.iloc[rows]), protocol)
         explanation = scores.explanation
         output.loc[rows, "expected_improvement"] = explanation.expected_improvement.round(3)
         output.loc[rows, "interval_lower"] = scores.lower.round(3)
@@ -83,14 +121,7 @@ def score_cohort(
         output.loc[rows, "warnings"] = [
             WARNING_SEPARATOR.join(warnings) for warnings in scores.warnings
         ]
-    blank = cohort.frame.loc[~complete, list(REQUIRED_PREDICTORS)].isna()
+    blank = frame.loc[~complete, list(REQUIRED_PREDICTORS)].isna()
     for row, flags in blank.iterrows():
         output.at[row, "note"] = "not scored: blank " + ", ".join(flags.index[flags])
-    atomic_write_csv(output, out)
-    return BatchSummary(
-        rows=len(output),
-        scored=len(rows),
-        candidates=int(output["candidate"].sum()),
-        out=out,
-        model_uri=model_uri,
-    )
+    return output

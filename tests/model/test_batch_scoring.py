@@ -219,3 +219,54 @@ def test_file_has_the_same_numbers_as_the_api_for_the_same_patient(
         # The API adds per-request notes (unknown or unused fields); the rest is the same.
         file_warnings = text(file_row["warnings"]).split(WARNING_SEPARATOR)
         assert set(filter(None, file_warnings)) <= set(answer["warnings"])
+
+
+def test_a_file_scored_in_chunks_gives_the_same_file(
+    trained: Any, store: Any, tmp_path: Path
+) -> None:
+    from pipeline.predict import score_cohort
+
+    data = tmp_path / "cohort.csv"
+    simulate_cohort(450, 2024)[0].to_csv(data, index=False)
+    uri = "models:/womac-improvement@champion"
+    whole = score_cohort(
+        data, tmp_path / "whole.csv", uri, store.resolved_tracking_uri(), protocol_from(store)
+    )
+    chunked = score_cohort(
+        data,
+        tmp_path / "chunked.csv",
+        uri,
+        store.resolved_tracking_uri(),
+        protocol_from(store),
+        chunk_rows=64,
+    )
+    assert whole.rows == chunked.rows == 450
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "whole.csv"), pd.read_csv(tmp_path / "chunked.csv")
+    )
+
+
+def test_a_bad_row_in_a_late_chunk_leaves_no_output(
+    trained: Any, store: Any, tmp_path: Path
+) -> None:
+    from data.cohort import CohortError
+    from pipeline.predict import score_cohort
+
+    frame = simulate_cohort(300, 2025)[0]
+    frame = frame.astype({"bmi": object})
+    frame.loc[290, "bmi"] = "abc"
+    data = tmp_path / "late.csv"
+    frame.to_csv(data, index=False)
+    out = tmp_path / "scores.csv"
+    out.write_text("previous scores\n")
+    with pytest.raises(CohortError):
+        score_cohort(
+            data,
+            out,
+            "models:/womac-improvement@champion",
+            store.resolved_tracking_uri(),
+            protocol_from(store),
+            chunk_rows=50,
+        )
+    assert out.read_text() == "previous scores\n"
+    assert list(tmp_path.glob(".scores.csv.*")) == []
