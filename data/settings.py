@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     test_fraction: float = Field(default=0.2, gt=0.05, lt=0.5)
     cv_folds: int = Field(default=5, ge=2, le=20)
     interval_level: float = Field(default=0.8, gt=0.5, lt=1.0, description="Interval coverage.")
+    tuning_rows: int = Field(
+        default=50_000,
+        ge=100,
+        description="At most this many training patients for model selection and calibration; "
+        "the chosen model is fitted on all of them.",
+    )
 
     gate_slope_min: float = Field(default=0.8, description="Promotion: lowest calibration slope.")
     gate_slope_max: float = Field(

@@ -56,8 +56,9 @@ def _ridge(seed: int) -> Pipeline:
 
 
 def _lightgbm(seed: int) -> Pipeline:
-    # One thread: single-patient prediction is ~200x slower with two (DESIGN.md pitfalls);
-    # cross-validation parallelises over folds instead.
+    # Two threads to fit (this machine's cores; fixed, so results do not depend on where it
+    # runs). Serving never uses this wrapper for one patient: it calls the booster with one
+    # thread (single-row prediction is ~200x slower with two, DESIGN.md pitfalls).
     model = LGBMRegressor(
         n_estimators=300,
         learning_rate=0.03,
@@ -67,7 +68,7 @@ def _lightgbm(seed: int) -> Pipeline:
         subsample_freq=1,
         colsample_bytree=0.8,
         reg_lambda=1.0,
-        n_jobs=1,
+        n_jobs=2,
         random_state=seed,
         verbose=-1,
     )
