@@ -75,7 +75,17 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    api_key: SecretStr | None = None
+    api_key: SecretStr | None = Field(
+        default=None, description="Required in X-API-Key on every route but /health and the page."
+    )
+    allow_network_without_key: bool = Field(
+        default=False,
+        description="Serve beyond 127.0.0.1 without an API key (otherwise it binds to loopback).",
+    )
+    cors_origins: list[str] = Field(
+        default=[], description="Origins allowed to call the API from a browser (none by default)."
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000, description="Larger bodies get 413.")
     max_batch_size: int = Field(default=1000, ge=1)
 
     def resolved_tracking_uri(self) -> str:

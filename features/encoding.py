@@ -152,12 +152,11 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
     def _fit_field(self, name: str, values: pd.Series) -> dict[str, Any] | None:
         levels = self._levels(name, values)
         if levels is not None:
-            text = values.astype(object).where(values.notna(), None)
-            seen = [level for level in levels if (text == level).any()]
+            counts = pd.Series(values, dtype=object).value_counts(dropna=True)
+            seen = [level for level in levels if counts.get(level, 0) > 0]
             if not seen:
                 return None
-            has_unknown = bool(text.isna().any() or (~text.isin(seen) & text.notna()).any())
-            counts = text.value_counts()
+            has_unknown = int(counts[seen].sum()) < len(values)
             mode = max(seen, key=lambda level: int(counts.get(level, 0)))
             columns = [f"{name}{SEPARATOR}{level}" for level in seen]
             if has_unknown:
@@ -268,15 +267,16 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
     @staticmethod
     def _encode_field(encoding: dict[str, Any], values: np.ndarray) -> np.ndarray:
         if encoding["kind"] == "category":
-            text = np.asarray(values, dtype=object)
             levels = encoding["levels"]
-            is_level = np.stack([np.equal(text, level) for level in levels], axis=1)
-            unknown = np.logical_not(is_level.any(axis=1))
-            block = is_level.astype(float)
+            # Hash-based codes: comparing object arrays level by level is slow at scale.
+            codes = pd.Categorical(np.asarray(values, dtype=object), categories=levels).codes
             if encoding["indicator"]:
-                return np.hstack([block, unknown[:, None].astype(float)])
-            # Never unknown in training: the model cannot have learned what unknown means.
-            block[unknown, levels.index(encoding["fill"])] = 1.0
+                column = np.where(codes < 0, len(levels), codes)  # the __unknown column
+            else:
+                # Never unknown in training: the model cannot have learned what unknown means.
+                column = np.where(codes < 0, levels.index(encoding["fill"]), codes)
+            block = np.zeros((len(codes), len(levels) + int(encoding["indicator"])))
+            block[np.arange(len(codes)), column] = 1.0
             return block
 
         numbers = np.asarray(values, dtype=float)

@@ -202,27 +202,26 @@ class Evaluation:
 def evaluate(pipeline: Any, patients: pd.DataFrame, observed: np.ndarray, seed: int) -> Evaluation:
     """Evaluate the served pipeline once on held-out patients (typed, with outcomes)."""
     from data.cohort import womac_total
-    from models.eligibility import Protocol
-    from models.scoring import score
+    from features.encoding import frame_columns
+    from models.scoring import Scorer
     from models.uncertainty import responder_threshold
 
     outcome = pipeline.named_steps["model"]
-    scores = score(pipeline, patients, Protocol())
-    predicted = scores.expected_improvement
+    predicted, lower, upper, probability = Scorer(pipeline).distribution(frame_columns(patients))
     baseline = womac_total(patients).to_numpy(dtype=float)
     responded = observed >= responder_threshold(
         baseline, outcome.responder_min_points, outcome.responder_min_fraction
     )
-    covered = (observed >= scores.lower) & (observed <= scores.upper)
+    covered = (observed >= lower) & (observed <= upper)
     return Evaluation(
         n=len(observed),
-        level=scores.level,
+        level=outcome.level,
         point=regression_metrics(observed, predicted),
         coverage=float(covered.mean()),
-        mean_width=float(np.mean(scores.upper - scores.lower)),
-        responder=responder_metrics(responded, scores.p_clinically_important),
-        calibration_curve=calibration_curve(responded, scores.p_clinically_important),
+        mean_width=float(np.mean(upper - lower)),
+        responder=responder_metrics(responded, probability),
+        calibration_curve=calibration_curve(responded, probability),
         subgroups=subgroup_table(
-            subgroup_labels(patients), observed, predicted, scores.lower, scores.upper, seed
+            subgroup_labels(patients), observed, predicted, lower, upper, seed
         ),
     )

@@ -97,9 +97,8 @@ class Attributor:
         """Predictions and per-field contributions of encoded patients."""
         model = self.model
         if isinstance(model, LGBMRegressor):
-            # One thread: on one patient, two threads cost ~40x more (DESIGN.md pitfalls).
             shap_values = np.asarray(
-                self.booster.predict(encoded, pred_contrib=True, num_threads=1)
+                self.booster.predict(encoded, pred_contrib=True, num_threads=threads(encoded))
             )
             column_values, base_values = shap_values[:, :-1], shap_values[:, -1]
             base_value = float(base_values[0]) if len(base_values) else 0.0
@@ -116,6 +115,12 @@ class Attributor:
             fields=self.fields,
             contributions=contributions,
         )
+
+
+def threads(encoded: np.ndarray) -> int:
+    """LightGBM threads for a batch: one for a few patients (two cost ~40x more on one row,
+    DESIGN.md pitfalls), every core (0) for thousands."""
+    return 1 if len(encoded) < 2000 else 0
 
 
 def point_regressor(pipeline: Pipeline) -> Any:

@@ -223,8 +223,8 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
 
     def _scale(self, Z: np.ndarray) -> np.ndarray:
         booster = getattr(self.difficulty_, "booster_", None)
-        if booster is not None:  # LightGBM's own predict: no wrapper overhead, one thread
-            return _floor(booster.predict(Z, num_threads=1))
+        if booster is not None:  # LightGBM's own predict: no wrapper overhead
+            return _floor(booster.predict(Z, num_threads=1 if len(Z) < 2000 else 0))
         return _floor(self.difficulty_.predict(Z))
 
     def _quantiles(self, level: float) -> tuple[float, float]:

@@ -210,6 +210,22 @@ def serve(
     settings = get_settings()
     host = host or settings.host
     port = port or settings.port
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if settings.api_key is None and not loopback:
+        if settings.allow_network_without_key:
+            errors.print(
+                "[yellow]warning:[/] serving the network on "
+                f"{host} WITHOUT an API key (WOMAC_ALLOW_NETWORK_WITHOUT_KEY is set)."
+            )
+        else:
+            errors.print(
+                f"[yellow]No WOMAC_API_KEY is set, so the service binds to 127.0.0.1 only, "
+                f"not {host}.[/] Set WOMAC_API_KEY to serve the network (or "
+                "WOMAC_ALLOW_NETWORK_WITHOUT_KEY=true to do it without a key)."
+            )
+            host = "127.0.0.1"
+    elif settings.api_key is None:
+        console.print("No API key set: fine on 127.0.0.1, where only this machine can connect.")
     console.print(f"womac service on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     from serve.logs import log_config
 

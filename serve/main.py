@@ -1,21 +1,26 @@
-"""The FastAPI application: the champion is loaded once, at start-up."""
+"""The FastAPI application: the champion is loaded once at start-up, and on reload."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from data.settings import Settings, get_settings
 from serve.champion import ChampionLookup
 from serve.dependencies import require_api_key
 from serve.logs import RequestLog
-from serve.routes import health, model, page, predict
+from serve.routes import admin, health, model, page, predict
 from serve.routes.page import STATIC_DIR
 
 logger = logging.getLogger("womac.serve")
@@ -37,18 +42,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except ModelUnavailableError as problem:
             logger.error("serving without a model: %s", problem)
             app.state.model_problem = str(problem)
+        loop = asyncio.get_running_loop()
+        with suppress(NotImplementedError, RuntimeError, ValueError):
+            # `kill -HUP <pid>` picks up a moved champion alias without a restart.
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_model(app)))
         yield
 
+    key_required = settings.api_key is not None
     app = FastAPI(
         title="womac",
         summary="Expected 12-month WOMAC improvement after MSC therapy, explained.",
         version="0.1.0",
         lifespan=lifespan,
+        max_body_size=settings.max_body_bytes,
+        # With a key, nothing but the page and /health is open, the API description included.
+        docs_url=None if key_required else "/docs",
+        redoc_url=None,
+        openapi_url=None if key_required else "/openapi.json",
     )
     app.state.settings = settings
-    app.add_middleware(RequestLog)
     app.state.model = None
     app.state.model_problem = "The model is still loading."
+    app.state.reload_lock = asyncio.Lock()
+    app.add_middleware(RequestLog)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+        )
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.include_router(health.router)
     app.include_router(page.router)
@@ -56,7 +79,33 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     protected = [Depends(require_api_key)]
     app.include_router(model.router, dependencies=protected)
     app.include_router(predict.router, dependencies=protected)
+    app.include_router(admin.router, dependencies=protected)
     return app
+
+
+async def reload_model(app: FastAPI) -> dict[str, Any]:
+    """Load the model the champion alias points to now, then swap it in.
+
+    Requests keep being answered by the current model while the new one loads (in a worker
+    thread); the swap is a single assignment, so no request fails or sees half a model. If
+    the new champion cannot be loaded, the current model keeps serving.
+    """
+    from serve.model import ModelUnavailableError, load_champion
+
+    settings: Settings = app.state.settings
+    async with app.state.reload_lock:
+        previous = app.state.model
+        before = previous.version if previous is not None else None
+        try:
+            loaded = await run_in_threadpool(
+                lambda: load_champion(settings, ChampionLookup(settings))
+            )
+        except ModelUnavailableError as problem:
+            logger.error("reload failed; still serving version %s: %s", before, problem)
+            return {"reloaded": False, "serving_version": before, "reason": str(problem)}
+        app.state.model = loaded
+        logger.info("reloaded: serving version %s (was %s)", loaded.version, before)
+        return {"reloaded": True, "serving_version": loaded.version, "previous_version": before}
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:

@@ -1,0 +1,23 @@
+"""Operating the service."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+@router.post(
+    "/reload",
+    responses={503: {"description": "The new champion cannot be loaded; the old one serves on."}},
+)
+async def reload(request: Request) -> dict[str, Any]:
+    """Pick up a moved champion alias without a restart (no request fails meanwhile)."""
+    from serve.main import reload_model
+
+    outcome = await reload_model(request.app)
+    if not outcome["reloaded"]:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=outcome["reason"])
+    return outcome
