@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     test_fraction: float = Field(default=0.2, gt=0.05, lt=0.5)
     cv_folds: int = Field(default=5, ge=2, le=20)
     interval_level: float = Field(default=0.8, gt=0.5, lt=1.0, description="Interval coverage.")
+    store_lock_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="How long a training waits for another one to finish with a local store.",
+    )
     tuning_rows: int = Field(
         default=50_000,
         ge=100,

@@ -70,6 +70,9 @@ def _lightgbm(seed: int) -> Pipeline:
         reg_lambda=1.0,
         n_jobs=2,
         random_state=seed,
+        # The same data, seed and versions give the same model (threads included).
+        deterministic=True,
+        force_row_wise=True,
         verbose=-1,
     )
     return _pipeline(PatientEncoder(fields=PREDICTOR_NAMES), model)

@@ -63,6 +63,8 @@ def difficulty_model(seed: int) -> LGBMRegressor:
         subsample_freq=1,
         n_jobs=1,
         random_state=seed,
+        deterministic=True,
+        force_row_wise=True,
         verbose=-1,
     )
 

@@ -100,15 +100,19 @@ def train(
     """Train, compare, log to MLflow and register a model."""
     from data.cohort import CohortError
     from data.settings import get_settings
+    from pipeline.safety import StoreBusyError, interrupts_as_keyboard_interrupt
     from pipeline.train import TrainingError
     from pipeline.train import train as run_training
 
     settings = get_settings()
-    with console.status("Starting", spinner="dots") as status:
+    with console.status("Starting", spinner="dots") as status, interrupts_as_keyboard_interrupt():
         try:
             result = run_training(data, settings, on_step=lambda step: status.update(step))
-        except (CohortError, TrainingError) as error:
+        except (CohortError, TrainingError, StoreBusyError) as error:
             raise _refuse(error) from None
+        except KeyboardInterrupt:
+            errors.print("[bold red]interrupted:[/] nothing was registered and no alias moved.")
+            raise typer.Exit(code=130) from None
     _print_training(result)
 
 

@@ -57,6 +57,7 @@ from pipeline.plots import (
     subgroup_forest,
 )
 from pipeline.report import ReportContext, render_report
+from pipeline.safety import deferred_interrupts, release_deferred, store_lock
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -210,6 +211,42 @@ def train(
     if oracle is not None:
         oracle_test = regression_metrics(y_test, oracle[usable].to_numpy(dtype=float)[split.test])
 
+    on_step("Waiting for the tracking store")
+    with store_lock(settings.resolved_tracking_uri(), settings.store_lock_timeout_s):
+        return _track_and_register(
+            settings=settings,
+            on_step=on_step,
+            started=started,
+            cohort=cohort,
+            report=report,
+            split=split,
+            candidates=candidates,
+            chosen=chosen,
+            served=served,
+            evaluation=evaluation,
+            oracle_test=oracle_test,
+            x_test=x_test,
+            y_test=y_test,
+        )
+
+
+def _track_and_register(
+    *,
+    settings: Settings,
+    on_step: Callable[[str], None],
+    started: float,
+    cohort: Cohort,
+    report: DataReport,
+    split: Split,
+    candidates: list[CandidateResult],
+    chosen: CandidateResult,
+    served: Pipeline,
+    evaluation: Evaluation,
+    oracle_test: dict[str, float] | None,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+) -> TrainingResult:
+    """The MLflow phase, holding the store: log, decide promotion, register."""
     client = connect(settings.resolved_tracking_uri())
     experiment_id = _experiment(client, settings)
     import mlflow
@@ -443,6 +480,9 @@ def _log_run(
             "data.source": cohort.source,
             "data.sha256": report.sha256 or "",
             "chosen_model": chosen.name,
+            "code.git_commit": _git_commit(),
+            "code.womac_version": _environment()["womac"],
+            "seed": str(settings.seed),
         }
     )
     mlflow.log_params(
@@ -463,6 +503,7 @@ def _log_run(
         }
     )
     mlflow.log_dict(report.as_dict(), "data/summary.json")
+    mlflow.log_dict(_environment(), "environment/packages.json")
     mlflow.log_dict(evaluation.as_dict(), "evaluation/held_out.json")
     for result in candidates:
         with mlflow.start_run(run_name=result.name, nested=True) as child:
@@ -478,6 +519,57 @@ def _log_run(
     if oracle_test is not None:
         metrics |= {f"oracle_test_{k}": v for k, v in oracle_test.items()}
     mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+
+
+def _environment() -> dict[str, str]:
+    """Versions of Python and of every package the model depends on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = (
+        "womac",
+        "numpy",
+        "pandas",
+        "scipy",
+        "scikit-learn",
+        "lightgbm",
+        "skops",
+        "mlflow",
+        "shap",
+        "matplotlib",
+    )
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _git_commit() -> str:
+    """The commit of the code that trained, or why there is none (e.g. an installed wheel)."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return commit + ("+uncommitted changes" if dirty else "")
 
 
 def _figures(
@@ -583,26 +675,41 @@ def _decide_promotion(
 def _register(
     client: Any, settings: Settings, model_uri: str, run_id: str, promotion: Promotion
 ) -> str:
-    """Register the logged model; move the alias only if promoted; undo on any failure."""
+    """Register the logged model; move the alias only if promoted; undo on any failure.
+
+    Interrupts are held back meanwhile: if one arrives, the version is deleted and the alias
+    put back before the interrupt is delivered, so a killed training registers nothing.
+    """
     import mlflow
 
-    version = mlflow.register_model(model_uri, settings.model_name).version
-    try:
-        client.set_model_version_tag(settings.model_name, version, "run_id", run_id)
-        client.set_model_version_tag(
-            settings.model_name,
-            version,
-            "promotion",
-            "champion" if promotion.promoted else "not promoted",
-        )
-        client.set_model_version_tag(
-            settings.model_name, version, "promotion_reason", promotion.reason
-        )
-        if promotion.promoted:
-            client.set_registered_model_alias(
-                settings.model_name, settings.champion_alias, version
-            )
-    except BaseException:
-        client.delete_model_version(settings.model_name, version)
-        raise
-    return str(version)
+    name, alias = settings.model_name, settings.champion_alias
+    previous = champion_version(client, name, alias)
+    version: str | None = None
+    with deferred_interrupts() as held:
+        try:
+            version = str(mlflow.register_model(model_uri, name).version)
+            client.set_model_version_tag(name, version, "run_id", run_id)
+            verdict = "champion" if promotion.promoted else "not promoted"
+            client.set_model_version_tag(name, version, "promotion", verdict)
+            client.set_model_version_tag(name, version, "promotion_reason", promotion.reason)
+            if promotion.promoted:
+                client.set_registered_model_alias(name, alias, version)
+        except BaseException:
+            _undo_registration(client, name, alias, version, previous)
+            raise
+    if held.interrupted:
+        _undo_registration(client, name, alias, version, previous)
+        release_deferred()  # raises KeyboardInterrupt
+    assert version is not None
+    return version
+
+
+def _undo_registration(
+    client: Any, name: str, alias: str, version: str | None, previous: Any | None
+) -> None:
+    """Delete a half-registered version and put the champion alias back where it was."""
+    if version is None:
+        return
+    if previous is not None:
+        client.set_registered_model_alias(name, alias, previous.version)
+    client.delete_model_version(name, version)

@@ -1,0 +1,190 @@
+"""Training holds under interrupts and concurrency, and is reproducible."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from data.cohort import model_input, read_cohort
+from data.settings import Settings
+from data.simulate import simulate_cohort
+from pipeline import train as training
+from tests.conftest import settings_env, store_settings, womac_command
+
+MODEL = "womac-improvement"
+SMALL = 800
+
+
+def client_of(settings: Settings) -> MlflowClient:
+    uri = settings.resolved_tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def versions(settings: Settings) -> list[Any]:
+    if not Path(settings.resolved_tracking_uri().removeprefix("sqlite:///")).exists():
+        return []
+    return list(client_of(settings).search_model_versions(f"name='{MODEL}'"))
+
+
+@pytest.fixture(scope="module")
+def cohort_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("safety") / "cohort.csv"
+    simulate_cohort(SMALL, 5150)[0].to_csv(path, index=False)
+    return path
+
+
+def test_same_data_seed_and_versions_give_identical_metrics_and_predictions(
+    cohort_file: Path, tmp_path: Path
+) -> None:
+    first = training.train(cohort_file, store_settings(tmp_path / "a", cv_folds=3))
+    second = training.train(cohort_file, store_settings(tmp_path / "b", cv_folds=3))
+    assert first.chosen == second.chosen
+    assert first.evaluation.point == second.evaluation.point
+    assert first.evaluation.coverage == second.evaluation.coverage
+    assert first.evaluation.responder == second.evaluation.responder
+    patients = model_input(read_cohort(cohort_file).frame)
+    np.testing.assert_array_equal(
+        first.pipeline.predict(patients), second.pipeline.predict(patients)
+    )
+
+    run = client_of(store_settings(tmp_path / "a")).get_run(first.run_id)
+    assert run.data.tags["data.sha256"] == first.data.sha256
+    assert run.data.tags["seed"] == str(Settings(_env_file=None).seed)
+    assert run.data.tags["code.git_commit"]
+    packages = client_of(store_settings(tmp_path / "a")).download_artifacts(
+        first.run_id, "environment/packages.json", str(tmp_path)
+    )
+    recorded = json.loads(Path(packages).read_text())
+    assert {"python", "numpy", "scikit-learn", "lightgbm", "mlflow"} <= recorded.keys()
+
+
+def test_an_interrupt_during_registration_undoes_it(
+    cohort_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worst moment: the version exists, its tags and the alias are half written."""
+    settings = store_settings(tmp_path, cv_folds=3)
+    first = training.train(cohort_file, settings)
+    before = {str(v.version) for v in versions(settings)}
+
+    original = MlflowClient.set_model_version_tag
+    calls = {"n": 0}
+
+    def tag_then_get_killed(self: MlflowClient, *args: Any, **kwargs: Any) -> None:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # held back until registration ends
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(MlflowClient, "set_model_version_tag", tag_then_get_killed)
+    # Force promotion of the new version, so the alias would move too.
+    monkeypatch.setattr(
+        training,
+        "_decide_promotion",
+        lambda *a, **k: training.Promotion(True, "forced for the test"),
+    )
+    previous_handler = signal.signal(signal.SIGTERM, training_interrupt)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            training.train(cohort_file, settings)
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    assert calls["n"] >= 1
+    assert {str(v.version) for v in versions(settings)} == before
+    champion = client_of(settings).get_model_version_by_alias(MODEL, "champion")
+    assert str(champion.version) == first.model_version
+
+
+def training_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def run_started(database: Path) -> bool:
+    """The training has reached its MLflow phase: a run row exists in the store."""
+    if not database.exists():
+        return False
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=1) as connection:
+            return bool(connection.execute("select count(*) from runs").fetchone()[0])
+    except sqlite3.Error:  # tables not created yet, or locked by the writer
+        return False
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("moment", ["while simulating", "while fitting", "while logging"])
+def test_training_killed_at_any_point_registers_nothing_and_leaves_no_partial_file(
+    tmp_path: Path, moment: str
+) -> None:
+    settings = store_settings(tmp_path, cv_folds=3)
+    database = Path(settings.resolved_tracking_uri().removeprefix("sqlite:///"))
+    process = subprocess.Popen(
+        [womac_command(), "train"],  # the default cohort: simulated and written to generated/
+        cwd=tmp_path,
+        env=settings_env(settings) | {"WOMAC_DEFAULT_COHORT_SIZE": "3000"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    if moment == "while logging":
+        deadline = time.monotonic() + 120
+        while not run_started(database) and process.poll() is None:
+            assert time.monotonic() < deadline, "training never reached MLflow"
+            time.sleep(0.05)
+    else:
+        time.sleep({"while simulating": 2.5, "while fitting": 6.0}[moment])
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+    if process.returncode == 0:
+        pytest.skip(f"training finished before the signal ({moment}); nothing to interrupt")
+    assert process.returncode == 130, stderr.decode()[-1500:]
+    assert "nothing was registered" in stderr.decode()
+    assert versions(settings) == []
+    assert list(tmp_path.rglob("*.tmp")) == []
+    for path in (tmp_path / "generated").glob("*.csv"):  # cohort and oracle: whole or absent
+        assert len(pd.read_csv(path)) == 3000
+    if database.exists():  # a run that was cut is closed as killed, not left running
+        client = client_of(settings)
+        experiments = [e.experiment_id for e in client.search_experiments()]
+        for run in client.search_runs(experiments):
+            assert run.info.status in {"KILLED", "FAILED"}
+
+
+@pytest.mark.e2e
+def test_two_trainings_at_once_on_one_store_both_finish_and_the_registry_stays_consistent(
+    cohort_file: Path, tmp_path: Path
+) -> None:
+    settings = store_settings(tmp_path, cv_folds=3)
+    other = tmp_path / "other.csv"
+    simulate_cohort(SMALL, 6161)[0].to_csv(other, index=False)
+    env = settings_env(settings)
+    processes = [
+        subprocess.Popen(
+            [womac_command(), "train", "--data", str(data)],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for data in (cohort_file, other)
+    ]
+    outputs = [p.communicate(timeout=300) for p in processes]
+    for process, (_, stderr) in zip(processes, outputs, strict=True):
+        assert process.returncode == 0, stderr.decode()[-2000:]
+    registered = versions(settings)
+    assert sorted(int(v.version) for v in registered) == [1, 2]
+    client = client_of(settings)
+    for version in registered:
+        assert client.get_run(version.run_id).info.status == "FINISHED"
+        assert version.tags["promotion"] in {"champion", "not promoted"}
+        assert version.tags["promotion_reason"]
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    assert champion.tags["promotion"] == "champion"
