@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 
-.PHONY: run setup train serve test lint format clean
+.PHONY: run setup setup-spark train serve test lint format clean
 
 run: setup ## set up, train on the simulated default cohort, register, serve
 	$(BIN)/womac train
@@ -25,7 +25,14 @@ $(UV):
 	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 
 $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen --python $(PYTHON)
+	$(UV) sync --frozen --inexact --python $(PYTHON)
+	touch $@
+
+# The optional Spark engine (pyspark) for registry-scale scoring; its tests need it and Java.
+setup-spark: $(VENV)/.installed-spark
+
+$(VENV)/.installed-spark: $(VENV)/.installed
+	$(UV) sync --frozen --inexact --extra spark --python $(PYTHON)
 	touch $@
 
 train: setup
@@ -34,7 +41,7 @@ train: setup
 serve: setup
 	$(BIN)/womac serve
 
-test: setup ## run the test suite
+test: setup setup-spark ## run the test suite
 	$(BIN)/pytest
 
 lint: setup ## ruff and mypy
