@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -69,6 +70,19 @@ def contract_signature() -> ModelSignature:
 
 def log_pipeline(pipeline: Pipeline, input_example: pd.DataFrame) -> ModelInfo:
     """Log the fitted pipeline to the active run as the ``model`` artifact."""
+
+    # Requirements are pinned explicitly below; MLflow still asks pip for its own version
+    # (absent from a uv environment) and warns about it. Nothing to act on: keep it quiet.
+    environment_log = logging.getLogger("mlflow.utils.environment")
+    previous_level = environment_log.level
+    environment_log.setLevel(logging.ERROR)
+    try:
+        return _log_model(pipeline, input_example)
+    finally:
+        environment_log.setLevel(previous_level)
+
+
+def _log_model(pipeline: Pipeline, input_example: pd.DataFrame) -> ModelInfo:
     import mlflow.sklearn
 
     return mlflow.sklearn.log_model(

@@ -172,6 +172,10 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
 
     def predict(self, Z: Any) -> np.ndarray:
         """Expected improvement."""
+        booster = getattr(self.regressor, "booster_", None)
+        if booster is not None and not hasattr(Z, "columns"):
+            # LightGBM's own predict on plain arrays (the wrapper warns about lost names).
+            return np.asarray(booster.predict(Z, num_threads=1 if len(Z) < 2000 else 0))
         # Passed through as given: a regressor fitted on named columns keeps its names.
         return np.asarray(self.regressor.predict(Z))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -244,4 +245,6 @@ def serve(
 
 def main() -> None:  # pragma: no cover - console script entry
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # MLflow's own INFO lines (table creation, ...) are noise beside our progress display.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     app()
