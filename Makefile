@@ -12,7 +12,7 @@ export UV_PYTHON_DOWNLOADS := never
 export MLFLOW_DISABLE_TELEMETRY ?= true
 export DO_NOT_TRACK ?= true
 
-.PHONY: run setup setup-spark train serve test lint format clean
+.PHONY: run setup setup-spark bench train serve test lint format clean
 
 run: setup ## set up, train on the simulated default cohort, register, serve
 	$(BIN)/womac train
@@ -43,6 +43,9 @@ serve: setup
 
 test: setup setup-spark ## run the test suite
 	$(BIN)/pytest
+
+bench: setup setup-spark ## every benchmark (quiet machine; installs wrk if root); bench/results/
+	bash bench/run
 
 lint: setup ## ruff and mypy
 	$(BIN)/ruff check .

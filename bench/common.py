@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-RESULTS = Path("bench/results")
+RESULTS = Path(__file__).resolve().parent / "results"
 PATIENT: dict[str, Any] = {
     "age": 64,
     "sex": "female",
