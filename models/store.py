@@ -178,6 +178,20 @@ def _sklearn_flavor(mlmodel: Path) -> dict[str, Any]:
     return dict(Model.load(str(mlmodel)).flavors.get("sklearn", {}))
 
 
+def prepare_loading() -> None:
+    """Import skops and every module a stored model refers to, ahead of :func:`load_skops`.
+
+    At service start-up this runs while the registry lookup is still going on in its child
+    process, so the load itself, once the file is known, only builds objects.
+    """
+    import importlib
+
+    import skops.io  # noqa: F401
+
+    for qualified in TRUSTED_TYPES:
+        importlib.import_module(qualified.rsplit(".", 1)[0])
+
+
 def load_skops(path: str | Path) -> Pipeline:
     """Load a pipeline file with skops, trusting exactly :data:`TRUSTED_TYPES`.
 

@@ -11,7 +11,7 @@ from data.settings import Settings
 from features.encoding import PatientEncoder
 from models.eligibility import Protocol, protocol_from
 from models.scoring import Scorer
-from models.store import load_skops
+from models.store import load_skops, prepare_loading
 from serve.champion import ChampionLookup
 
 logger = logging.getLogger(__name__)
@@ -146,6 +146,7 @@ def load_champion(settings: Settings, lookup: ChampionLookup | None = None) -> S
         instead of crashing.
     """
     lookup = lookup or ChampionLookup(settings)
+    prepare_loading()  # overlaps the lookup, which runs in its own process
     answer = lookup.result()
     wanted = f"{settings.model_name}@{settings.champion_alias}"
     train_hint = "Train one with `womac train` (or `make run`), then restart the service."
