@@ -93,6 +93,12 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1_000, description="Larger bodies get 413.")
     max_batch_size: int = Field(default=1000, ge=1)
 
+    spark_master: str | None = Field(
+        default=None,
+        description="Spark master of `womac predict --engine spark` (local[2], spark://host:7077, "
+        "yarn, ...); default SPARK_MASTER, else local[*] (every core of this machine).",
+    )
+
     def resolved_tracking_uri(self) -> str:
         """The tracking URI to use: ours, then MLflow's variable, then a local SQLite file."""
         if self.tracking_uri:
@@ -101,6 +107,10 @@ class Settings(BaseSettings):
         if env_uri:
             return env_uri
         return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+    def resolved_spark_master(self) -> str:
+        """The Spark master to use: ours, then Spark's ``SPARK_MASTER``, then every local core."""
+        return self.spark_master or os.environ.get("SPARK_MASTER") or "local[*]"
 
     def resolved_artifact_root(self) -> str:
         """Absolute artifact location for new experiments, so the store works from any folder."""

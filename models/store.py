@@ -204,6 +204,36 @@ def load_skops(path: str | Path) -> Pipeline:
     return pipeline
 
 
+def loads_skops(data: bytes) -> Pipeline:
+    """:func:`load_skops` for the bytes of a model file (e.g. shipped to Spark workers)."""
+    import skops.io
+
+    pipeline: Pipeline = skops.io.loads(data, trusted=TRUSTED_TYPES)
+    return pipeline
+
+
+def download_skops(model_uri: str, folder: str | Path) -> Path:
+    """Download a logged model by URI (``models:/name@alias``, ``runs:/...``) into ``folder``.
+
+    Returns
+    -------
+    Path
+        The model's skops file, to load with :func:`load_skops` or :func:`loads_skops`.
+
+    Raises
+    ------
+    ValueError
+        When the model is not stored with skops (a pickle would run code on load).
+    """
+    import mlflow.artifacts
+
+    local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(folder)))
+    flavor = _sklearn_flavor(local / "MLmodel")
+    if flavor.get("serialization_format") != "skops":
+        raise ValueError("the model is not stored with skops; refusing it")
+    return local / str(flavor["pickled_model"])
+
+
 def _main() -> None:
     parser = argparse.ArgumentParser(prog="python -m models.store")
     commands = parser.add_subparsers(dest="command", required=True)

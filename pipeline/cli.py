@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
@@ -26,7 +28,8 @@ errors = Console(stderr=True)
 
 
 def _refuse(error: Exception) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True)
+    # Escaped: a message may hold brackets (".[spark]", a column named "[x]") that are not markup.
+    errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True)
     return typer.Exit(code=1)
 
 
@@ -168,26 +171,75 @@ def _print_training(result: TrainingResult) -> None:
     )
 
 
+class Engine(StrEnum):
+    """Where ``womac predict`` runs."""
+
+    single = "single"
+    spark = "spark"
+
+
 @app.command()
 def predict(
-    data: Annotated[Path, typer.Option(help="Cohort CSV of patients to score.")],
-    out: Annotated[Path, typer.Option(help="Where to write the scores (CSV).")],
+    data: Annotated[
+        Path,
+        typer.Option(help="Cohort CSV of patients to score (with --engine spark, or Parquet)."),
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Where to write the scores: a CSV (with --engine spark, a Parquet folder)."
+        ),
+    ],
     model_uri: Annotated[
         str | None, typer.Option(help="Model to use; default: the registered champion.")
+    ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="single: this process. spark: a Spark cluster, for registry-scale cohorts "
+            "(needs the spark extra and Java)."
+        ),
+    ] = Engine.single,
+    master: Annotated[
+        str | None,
+        typer.Option(
+            help="Spark master for --engine spark (local[2], spark://host:7077, yarn, ...); "
+            "default WOMAC_SPARK_MASTER, else SPARK_MASTER, else local[*]."
+        ),
     ] = None,
 ) -> None:
     """Score a cohort file with the champion (or another model)."""
     from data.cohort import CohortError
     from data.settings import get_settings
     from models.eligibility import protocol_from
-    from pipeline.predict import score_cohort
+    from pipeline.predict import BatchSummary, score_cohort
 
     settings = get_settings()
     uri = model_uri or settings.model_uri
+    if master is not None and engine is not Engine.spark:
+        raise _refuse(ValueError("--master applies to --engine spark only"))
+    summary: BatchSummary
     try:
-        summary = score_cohort(
-            data, out, uri, settings.resolved_tracking_uri(), protocol_from(settings)
-        )
+        if engine is Engine.spark:
+            from pipeline.spark import SparkEngineError, score_cohort_spark
+
+            with console.status("Starting", spinner="dots") as status:
+                try:
+                    summary = score_cohort_spark(
+                        data,
+                        out,
+                        uri,
+                        settings.resolved_tracking_uri(),
+                        protocol_from(settings),
+                        master=master or settings.resolved_spark_master(),
+                        on_step=status.update,
+                    )
+                except SparkEngineError as error:
+                    raise _refuse(error) from None
+        else:
+            summary = score_cohort(
+                data, out, uri, settings.resolved_tracking_uri(), protocol_from(settings)
+            )
     except CohortError as error:
         raise _refuse(error) from None
     except Exception as error:

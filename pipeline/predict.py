@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.cohort import REQUIRED_PREDICTORS, Cohort, CohortError, CohortReader
+from data.cohort import REQUIRED_PREDICTORS, CohortError, CohortReader
 from features.encoding import frame_columns
 from models.eligibility import Protocol
 from models.scoring import Scorer
@@ -18,6 +18,23 @@ from models.store import connect, load_pipeline
 
 TOP_CONTRIBUTIONS = 3
 WARNING_SEPARATOR = " | "
+# The columns of a scores file, in order, with their type (also the Spark engine's schema).
+SCORE_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("patient_id", "string"),
+    ("expected_improvement", "double"),
+    ("interval_lower", "double"),
+    ("interval_upper", "double"),
+    ("p_clinically_important", "double"),
+    ("candidate", "boolean"),
+    ("not_candidate_because", "string"),
+    *(
+        column
+        for rank in range(1, TOP_CONTRIBUTIONS + 1)
+        for column in ((f"top{rank}_field", "string"), (f"top{rank}_contribution", "double"))
+    ),
+    ("warnings", "string"),
+    ("note", "string"),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +76,7 @@ def score_cohort(
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             for chunk in reader.chunks():
-                output = _score_chunk(chunk, scorer, protocol)
+                output = score_frame(chunk.frame, scorer, protocol)
                 output.to_csv(stream, index=False, header=rows == 0)
                 rows += len(output)
                 scored += int(output["expected_improvement"].notna().sum())
@@ -81,9 +98,25 @@ def score_cohort(
     )
 
 
-def _score_chunk(chunk: Cohort, scorer: Scorer, protocol: Protocol) -> pd.DataFrame:
-    frame = chunk.frame
-    complete = chunk.complete.to_numpy()
+def score_frame(frame: pd.DataFrame, scorer: Scorer, protocol: Protocol) -> pd.DataFrame:
+    """Score typed cohort rows: one output row per input row, in order (:data:`SCORE_COLUMNS`).
+
+    Both engines call this on each piece of a cohort (``womac predict`` on each chunk of the
+    file, the Spark engine on each piece in its workers), so their files hold the same values.
+
+    Parameters
+    ----------
+    frame
+        Contract columns typed as :class:`~data.cohort.Cohort` holds them (numbers as floats,
+        text as objects, unknown as NaN); rows with a blank required predictor are not scored
+        and say why in ``note``.
+    scorer
+        The model, prepared once.
+    protocol
+        The clinic's exclusions.
+    """
+    frame = frame.reset_index(drop=True)
+    complete = frame[list(REQUIRED_PREDICTORS)].notna().all(axis=1).to_numpy()
     rows = np.flatnonzero(complete)
     output = pd.DataFrame({"patient_id": frame["patient_id"]})
     for column in (
@@ -124,4 +157,4 @@ def _score_chunk(chunk: Cohort, scorer: Scorer, protocol: Protocol) -> pd.DataFr
     blank = frame.loc[~complete, list(REQUIRED_PREDICTORS)].isna()
     for row, flags in blank.iterrows():
         output.at[row, "note"] = "not scored: blank " + ", ".join(flags.index[flags])
-    return output
+    return output[[name for name, _ in SCORE_COLUMNS]]
