@@ -68,15 +68,20 @@ def server(
     )
     url = f"http://127.0.0.1:{port}"
     try:
+        deadline = time.monotonic() + 120
         with httpx.Client(base_url=url, timeout=10.0) as client:
             while True:
                 if process.poll() is not None:
                     sys.exit("server exited; is a champion registered? run `womac train`")
+                if time.monotonic() > deadline:
+                    # Up but answering 503: no champion in this store.
+                    sys.exit("no answer from POST /v1/predict; is a champion registered?")
                 try:
                     if client.post("/v1/predict", json=PATIENT).status_code == 200:
                         break
                 except httpx.TransportError:
-                    time.sleep(0.02)
+                    pass
+                time.sleep(0.02)
         yield url, process, time.perf_counter() - started
     finally:
         process.terminate()

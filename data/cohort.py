@@ -287,9 +287,7 @@ class CohortReader:
                     try:
                         header = next(csv.reader([text], delimiter=delimiter, strict=True))
                     except csv.Error as error:
-                        raise CohortError(
-                            self.source, [Problem("file", f"is not a valid CSV file ({error})")]
-                        ) from None
+                        raise CohortError(self.source, [_csv_problem(error, number)]) from None
                     return header, delimiter, number
         raise CohortError(self.source, [Problem("file", "is empty")])
 
@@ -327,9 +325,8 @@ class CohortReader:
                         yield self._type(cells, lines, width)
                         cells, lines = [], []
             except csv.Error as error:
-                raise CohortError(
-                    self.source, [Problem("file", f"is not a valid CSV file ({error})")]
-                ) from None
+                # The row being read starts on the line after the previous row ended.
+                raise CohortError(self.source, [_csv_problem(error, previous + 1)]) from None
         if cells or self.rows == 0:
             yield self._type(cells, lines, width)
 
@@ -453,6 +450,18 @@ def _is_text(spec: PatientField) -> bool:
     return spec.kind in (Kind.CATEGORY, Kind.IDENTIFIER)
 
 
+def _csv_problem(error: csv.Error, line: int) -> Problem:
+    """The CSV module's complaint in words a data manager can act on, with its line."""
+    message = str(error)
+    if "field larger than field limit" in message:
+        why = f"a cell is longer than {csv.field_size_limit():,} characters"
+    elif "unexpected end of data" in message:
+        why = 'a quote (") is opened and never closed'
+    else:
+        why = message
+    return Problem("file", f"is not a valid CSV file: {why}", (line,))
+
+
 def _normalise_header(name: object) -> str:
     """Exports vary in case and spacing of headers: ``" Age "`` and ``KL-Grade`` still match."""
     return re.sub(r"[\s\-]+", "_", str(name).strip().lstrip("\ufeff")).lower()
@@ -463,20 +472,20 @@ def _detect_encoding(path: Path, source: str) -> tuple[str, str | None]:
     try:
         with path.open("rb") as stream:
             start = stream.read(4)
-            if start.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export
-                return "utf-16", None
             stream.seek(0)
+            if start.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export
+                if not _decodes(stream, "utf-16"):
+                    raise CohortError(
+                        source,
+                        [Problem("file", "starts as UTF-16 text but is not valid UTF-16")],
+                    )
+                return "utf-16", None
             if b"\x00" in stream.read(1 << 16):
                 raise CohortError(
                     source, [Problem("file", "is not a text CSV file (binary content)")]
                 )
             stream.seek(0)
-            decoder = codecs.getincrementaldecoder("utf-8")()
-            try:
-                for block in iter(lambda: stream.read(1 << 20), b""):
-                    decoder.decode(block)
-                decoder.decode(b"", final=True)
-            except UnicodeDecodeError:
+            if not _decodes(stream, "utf-8"):
                 # Spreadsheets on Windows export Latin-1/CP-1252; our names are ASCII.
                 return "latin-1", "file is not UTF-8; read as Latin-1"
     except OSError as error:
@@ -484,6 +493,18 @@ def _detect_encoding(path: Path, source: str) -> tuple[str, str | None]:
             source, [Problem("file", f"cannot be read ({error.strerror})")]
         ) from None
     return "utf-8-sig", None
+
+
+def _decodes(stream: Any, encoding: str) -> bool:
+    """Whether the whole of a binary stream is valid text in ``encoding`` (read by blocks)."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    try:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _parse_column(

@@ -19,9 +19,11 @@ from starlette.concurrency import run_in_threadpool
 from data.settings import Settings, get_settings
 from serve.champion import ChampionLookup
 from serve.dependencies import require_api_key
+from serve.limits import BodyLimit
 from serve.logs import RequestLog
 from serve.routes import admin, health, model, page, predict
 from serve.routes.page import STATIC_DIR
+from serve.schemas import ErrorMessage
 
 logger = logging.getLogger("womac.serve")
 
@@ -54,7 +56,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Expected 12-month WOMAC improvement after MSC therapy, explained.",
         version="0.1.0",
         lifespan=lifespan,
-        max_body_size=settings.max_body_bytes,
         # With a key, nothing but the page and /health is open, the API description included.
         docs_url=None if key_required else "/docs",
         redoc_url=None,
@@ -64,6 +65,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.model = None
     app.state.model_problem = "The model is still loading."
     app.state.reload_lock = asyncio.Lock()
+    # Added first, so it runs inside the request log: a refused body is logged like any other.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestLog)
     if settings.cors_origins:
         app.add_middleware(
@@ -76,10 +79,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    protected = [Depends(require_api_key)]
-    app.include_router(model.router, dependencies=protected)
-    app.include_router(predict.router, dependencies=protected)
-    app.include_router(admin.router, dependencies=protected)
+    # Without a key the routes are open, and the API description must not claim otherwise.
+    protected = [Depends(require_api_key)] if key_required else []
+    refusals: dict[int | str, dict[str, Any]] = {
+        status.HTTP_503_SERVICE_UNAVAILABLE: {
+            "model": ErrorMessage,
+            "description": "No model is loaded; the message gives the command that makes one.",
+        },
+    }
+    if key_required:
+        refusals[status.HTTP_401_UNAUTHORIZED] = {
+            "model": ErrorMessage,
+            "description": "The X-API-Key header is missing or not accepted.",
+        }
+    for router in (model.router, predict.router, admin.router):
+        app.include_router(router, dependencies=protected, responses=refusals)
     return app
 
 
@@ -113,9 +127,14 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, RequestValidationError)
     detail = [
         {
-            "field": ".".join(str(part) for part in issue["loc"] if part != "body") or "body",
+            # Unparseable JSON is located by character offset, which is not a field.
+            "field": "body"
+            if issue["type"] == "json_invalid"
+            else ".".join(str(part) for part in issue["loc"] if part != "body") or "body",
             "loc": list(issue["loc"]),
-            "msg": issue["msg"],
+            "msg": "The body is not valid JSON."
+            if issue["type"] == "json_invalid"
+            else issue["msg"],
             "type": issue["type"],
         }
         for issue in error.errors()

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic_core import PydanticCustomError
 
 from data.contract import FIELDS, Kind, PatientField, Role
+
+
+def _json_number(value: Any) -> Any:
+    """A JSON number, as JSON Schema's ``integer`` means it (2.0 is one; "2" and true are not)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise PydanticCustomError("int_type", "Input should be a valid integer")
+    return value
 
 
 def _annotation(spec: PatientField) -> tuple[Any, Any]:
@@ -20,10 +28,19 @@ def _annotation(spec: PatientField) -> tuple[Any, Any]:
     elif spec.kind is Kind.CATEGORY:
         kind = Literal[spec.categories]
     elif spec.kind is Kind.BOOLEAN:
+        # Strict, like numbers below: JSON types exactly as documented (no "61" for 61, no 0
+        # for false), so the OpenAPI description is the whole truth about what is accepted.
         kind = bool
+        extra |= {"strict": True}
+    elif spec.kind is Kind.INTEGER:
+        # The range goes before the validator, or the JSON schema shows it as "ge"/"le"
+        # (not minimum/maximum) and clients cannot see it.
+        kind = Annotated[
+            int, Field(ge=spec.minimum, le=spec.maximum), BeforeValidator(_json_number)
+        ]
     else:
-        kind = int if spec.kind is Kind.INTEGER else float
-        extra |= {"ge": spec.minimum, "le": spec.maximum, "allow_inf_nan": False}
+        kind = float
+        extra |= {"ge": spec.minimum, "le": spec.maximum, "allow_inf_nan": False, "strict": True}
     if spec.role is Role.IDENTIFIER or not spec.required:
         return kind | None, Field(default=None, **extra)
     if spec.blank_allowed:
@@ -162,3 +179,42 @@ class ModelCard(BaseModel):
     responder: dict[str, float] = Field(
         description="Held-out AUROC, Brier score and calibration of the responder probability."
     )
+
+
+class ErrorMessage(BaseModel):
+    """Why a request was refused (401, 404, 413, 503), in words meant for a person."""
+
+    detail: str = Field(description="What went wrong and, where it helps, what to do.")
+
+
+class FieldProblem(BaseModel):
+    """One rule a request broke; names the field, never the value sent."""
+
+    field: str = Field(description="The field, as a dotted path (e.g. patients.0.age).")
+    loc: list[str | int] = Field(description="Where in the request: body, then the path.")
+    msg: str = Field(description="The rule broken.")
+    type: str = Field(description="Machine-readable kind of problem.")
+
+
+class ValidationProblems(BaseModel):
+    """A refused request: every bad field at once."""
+
+    detail: list[FieldProblem]
+
+
+# Shared by every route that reads a body (FastAPI's default 422 schema is not ours).
+BODY_REFUSALS: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": ErrorMessage,
+        "description": "The body cannot be read as text (not UTF-8).",
+    },
+    413: {
+        "model": ErrorMessage,
+        "description": "The body is over WOMAC_MAX_BODY_BYTES, or a batch over "
+        "WOMAC_MAX_BATCH_SIZE patients; the message names the limit.",
+    },
+    422: {
+        "model": ValidationProblems,
+        "description": "Bad input: each bad field named with the rule broken, values not echoed.",
+    },
+}

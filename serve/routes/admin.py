@@ -6,12 +6,19 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 
+from serve.schemas import ErrorMessage
+
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
 @router.post(
     "/reload",
-    responses={503: {"description": "The new champion cannot be loaded; the old one serves on."}},
+    responses={
+        503: {
+            "model": ErrorMessage,
+            "description": "The new champion cannot be loaded; the old one serves on.",
+        }
+    },
 )
 async def reload(request: Request) -> dict[str, Any]:
     """Pick up a moved champion alias without a restart (no request fails meanwhile)."""

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from serve.dependencies import ModelDep
-from serve.schemas import ModelCard
+from serve.schemas import ErrorMessage, ModelCard
 
 router = APIRouter(prefix="/v1", tags=["model"])
 
@@ -48,7 +48,18 @@ def model_card(model: ModelDep) -> ModelCard:
     )
 
 
-@router.get("/model/report", response_class=HTMLResponse)
+@router.get(
+    "/model/report",
+    # Not HTMLResponse here: FastAPI would then document the JSON refusals as text/html too.
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The report, one self-contained HTML page.",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+        404: {"model": ErrorMessage, "description": "The model's run has no report."},
+    },
+)
 def model_report(model: ModelDep) -> HTMLResponse:
     """The champion's model report (TRIPOD+AI items), as one self-contained HTML page."""
     if model.report_html is None:

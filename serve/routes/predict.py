@@ -6,12 +6,18 @@ from fastapi import APIRouter, HTTPException, Response, status
 from pydantic import BaseModel
 
 from serve.dependencies import ModelDep, SettingsDep
-from serve.schemas import BatchPrediction, BatchRequest, PatientRequest, Prediction
+from serve.schemas import (
+    BODY_REFUSALS,
+    BatchPrediction,
+    BatchRequest,
+    PatientRequest,
+    Prediction,
+)
 
 router = APIRouter(prefix="/v1", tags=["predict"])
 
 
-@router.post("/predict", response_model=Prediction)
+@router.post("/predict", response_model=Prediction, responses=BODY_REFUSALS)
 async def predict(patient: PatientRequest, model: ModelDep) -> Response:
     """Expected 12-month WOMAC improvement for one patient, explained per field."""
     # About a millisecond of NumPy: cheaper on the event loop than a thread hand-off. The
@@ -23,14 +29,15 @@ async def predict(patient: PatientRequest, model: ModelDep) -> Response:
 @router.post(
     "/predict/batch",
     response_model=BatchPrediction,
-    responses={413: {"description": "More patients than the batch limit."}},
+    responses=BODY_REFUSALS,
 )
 def predict_batch(batch: BatchRequest, model: ModelDep, settings: SettingsDep) -> Response:
     """Predictions for several patients, in the order sent."""
     if len(batch.patients) > settings.max_batch_size:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=f"at most {settings.max_batch_size} patients per batch",
+            detail=f"Too many patients: at most {settings.max_batch_size} per batch "
+            f"(WOMAC_MAX_BATCH_SIZE); this one has {len(batch.patients)}. Split it.",
         )
     answers = model.predict([patient.model_dump() for patient in batch.patients])
     return _json(BatchPrediction.model_validate({"predictions": answers}))

@@ -256,7 +256,12 @@ def test_inspecting_a_bad_file_types_broken_values_as_unknown(write_file) -> Non
             "name,years,gender\nAnna,61,f\n", "header", "header", (), None, id="no-contract-column"
         ),
         pytest.param(
-            f"{HEADER}\n{row(sex=chr(34) + 'female')}\n", "file", "CSV", (), None, id="open-quote"
+            f"{HEADER}\n{row(sex=chr(34) + 'female')}\n",
+            "file",
+            "CSV",
+            (2,),
+            None,
+            id="open-quote",
         ),
     ],
 )
