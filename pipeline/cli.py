@@ -283,7 +283,12 @@ def serve(
             host = "127.0.0.1"
     elif settings.api_key is None:
         console.print("No API key set: fine on 127.0.0.1, where only this machine can connect.")
-    console.print(f"womac service on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
+    docs = (
+        "API docs closed: an API key is set"
+        if settings.api_key
+        else (f"API docs: http://{host}:{port}/docs")
+    )
+    console.print(f"womac service on http://{host}:{port}  ({docs})")
     from serve.logs import log_config
 
     uvicorn.run(

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from data.settings import Settings
 from tests.conftest import settings_env, store_settings, womac_command
@@ -79,6 +81,7 @@ def test_no_canary_value_in_any_server_log_or_refusal(
                 json={"patients": [canary] * 1000, "note": "x" * 1_000_000},
             ),
             http.get("/v1/model", params={"patient_id": CANARY_ID, "bmi": 37.7731}),
+            http.get("/v1/model", headers={"X-Request-ID": CANARY_ID}),  # an id as request id
             http.get(f"/v1/patients/{CANARY_ID}/bmi/37.7731"),
             http.post(f"/v1/predict?patient={CANARY_ID}", json=bad),
         ]
@@ -94,6 +97,7 @@ def test_no_canary_value_in_any_server_log_or_refusal(
         422,
         422,
         413,
+        200,
         200,
         404,
         422,
@@ -179,3 +183,14 @@ def test_no_canary_value_in_what_the_commands_print_or_store(
     for stored in (tmp_path / "store").rglob("*"):
         if stored.is_file():
             assert leaked(stored.read_bytes().decode("latin-1")) == [], stored
+
+
+def test_a_callers_uuid_request_id_is_kept_and_anything_else_replaced(
+    client: TestClient,
+) -> None:
+    """Correlation ids survive; a free-form id (which could be a patient's) never does."""
+    mine = str(uuid.uuid4())
+    assert client.get("/health", headers={"X-Request-ID": mine}).headers["x-request-id"] == mine
+    replaced = client.get("/health", headers={"X-Request-ID": CANARY_ID}).headers["x-request-id"]
+    assert replaced != CANARY_ID
+    assert uuid.UUID(replaced)
