@@ -236,7 +236,7 @@ class CohortReader:
         self._blank_required: dict[str, list[int]] = {}
         self.rows = 0
         self.header, self.delimiter, self.header_line = self._read_header()
-        columns = [_normalise_header(name) for name in self.header]
+        columns = [normalise_header(name) for name in self.header]
         self.known = [c for c in columns if c in FIELD_BY_NAME]
         if not self.known:
             # Checked first: without a header, the "column names" are a patient's values.
@@ -341,7 +341,7 @@ class CohortReader:
                     np.nan, index=table.index, dtype=object if _is_text(spec) else float
                 )
                 continue
-            values, field_problems, blank = _parse_column(table[spec.name], spec, numbers)
+            values, field_problems, blank = parse_column(table[spec.name], spec, numbers)
             typed[spec.name] = values
             for problem in field_problems:
                 self._add(problem, *problem.lines)
@@ -462,7 +462,7 @@ def _csv_problem(error: csv.Error, line: int) -> Problem:
     return Problem("file", f"is not a valid CSV file: {why}", (line,))
 
 
-def _normalise_header(name: object) -> str:
+def normalise_header(name: object) -> str:
     """Exports vary in case and spacing of headers: ``" Age "`` and ``KL-Grade`` still match."""
     return re.sub(r"[\s\-]+", "_", str(name).strip().lstrip("\ufeff")).lower()
 
@@ -507,7 +507,7 @@ def _decodes(stream: Any, encoding: str) -> bool:
     return True
 
 
-def _parse_column(
+def parse_column(
     raw: pd.Series, spec: PatientField, lines: np.ndarray
 ) -> tuple[pd.Series, list[Problem], np.ndarray]:
     """Parse one column; returns the typed values, problems and the blank mask."""

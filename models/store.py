@@ -143,17 +143,11 @@ def resolve_champion(tracking_uri: str, model_name: str, alias: str) -> dict[str
     current = champion_version(client, model_name, alias)
     if current is None:
         return {"status": "absent", "message": f"No model is registered as {model_name}@{alias}."}
-    import mlflow.artifacts
-
     folder = tempfile.mkdtemp(prefix="womac-champion-")
-    local = Path(
-        mlflow.artifacts.download_artifacts(
-            f"models:/{model_name}/{current.version}", dst_path=folder
-        )
-    )
-    flavor = _sklearn_flavor(local / "MLmodel")
-    if flavor.get("serialization_format") != "skops":
-        return {"status": "error", "message": "the model is not stored with skops; refusing it"}
+    try:
+        model_file = download_skops(f"models:/{model_name}/{current.version}", folder)
+    except ValueError as refused:
+        return {"status": "error", "message": str(refused)}
     run = client.get_run(current.run_id)
     report_html = None
     try:
@@ -165,7 +159,7 @@ def resolve_champion(tracking_uri: str, model_name: str, alias: str) -> dict[str
         "status": "ok",
         "version": str(current.version),
         "run_id": str(current.run_id),
-        "model_file": str(local / flavor["pickled_model"]),
+        "model_file": str(model_file),
         "metrics": dict(run.data.metrics),
         "chosen_model": run.data.params.get("chosen_model", ""),
         "report_html": report_html,

@@ -60,14 +60,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-# The contract's parsing rules live in data/cohort.py, private to the CSV reader; Parquet
+# The contract's parsing rules live in data/cohort.py, beside the CSV reader; Parquet
 # values go through the very same functions rather than a copy of the rules.
 from data.cohort import (
     CohortError,
     CohortReader,
     Problem,
-    _normalise_header,
-    _parse_column,
+    normalise_header,
+    parse_column,
 )
 from data.contract import FIELD_BY_NAME, FIELDS, Kind, Role
 from models.eligibility import Protocol
@@ -435,7 +435,7 @@ def _contract_columns(
     extra: list[str] = []
     seen: dict[str, int] = {}
     for column in schema:
-        name = _normalise_header(column.name)
+        name = normalise_header(column.name)
         if name not in FIELD_BY_NAME:
             extra.append(column.name)
             continue
@@ -508,7 +508,7 @@ def type_rows(
             typed[spec.name] = pd.Series(np.nan, index=index, dtype=dtype)
             continue
         text = _as_text(table.column(columns[spec.name]))
-        values, found, blank = _parse_column(text, spec, rows)
+        values, found, blank = parse_column(text, spec, rows)
         typed[spec.name] = values
         problems.extend(found)
         if spec.role is Role.IDENTIFIER and spec.required and blank.any():
