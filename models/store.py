@@ -8,6 +8,7 @@ beyond scikit-learn's own types.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -102,6 +103,36 @@ def load_pipeline(model_uri: str) -> Pipeline:
 
     pipeline: Pipeline = mlflow.sklearn.load_model(model_uri)
     return pipeline
+
+
+def create_store(tracking_uri: str, artifact_root: str) -> None:
+    """Create a new local SQLite tracking store whole, or not at all.
+
+    MLflow builds a new store's tables by running its schema migrations one by one; a training
+    stopped halfway through them would leave a store that no later run can open. The tables are
+    built in a temporary file beside the target, which is linked into place only when complete
+    (never over a store another process created meanwhile). An existing store, or one that is
+    not a local SQLite file, is left to MLflow.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        return
+    path = Path(tracking_uri.removeprefix("sqlite:///"))
+    if path.exists():
+        return
+    quiet_mlflow()
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
+    os.close(handle)
+    building = Path(name)
+    try:
+        store = SqlAlchemyStore(f"sqlite:///{building}", artifact_root)
+        store.engine.dispose()
+        with contextlib.suppress(FileExistsError):  # a store made meanwhile is kept
+            os.link(building, path)  # atomic
+    finally:
+        building.unlink(missing_ok=True)
 
 
 def connect(tracking_uri: str) -> Any:

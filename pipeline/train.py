@@ -44,6 +44,7 @@ from models.store import (
     REPORT_ARTIFACT,
     champion_version,
     connect,
+    create_store,
     load_pipeline,
     log_pipeline,
 )
@@ -247,6 +248,7 @@ def _track_and_register(
     y_test: np.ndarray,
 ) -> TrainingResult:
     """The MLflow phase, holding the store: log, decide promotion, register."""
+    create_store(settings.resolved_tracking_uri(), settings.resolved_artifact_root())
     client = connect(settings.resolved_tracking_uri())
     experiment_id = _experiment(client, settings)
     import mlflow

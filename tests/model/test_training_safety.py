@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 from data.cohort import model_input, read_cohort
 from data.settings import Settings
 from data.simulate import simulate_cohort
+from models import store
 from pipeline import train as training
 from tests.conftest import settings_env, store_settings, womac_command
 
@@ -148,7 +149,7 @@ def test_training_killed_at_any_point_registers_nothing_and_leaves_no_partial_fi
     assert process.returncode == 130, stderr.decode()[-1500:]
     assert "nothing was registered" in stderr.decode()
     assert versions(settings) == []
-    assert list(tmp_path.rglob("*.tmp")) == []
+    assert [*tmp_path.rglob("*.tmp"), *tmp_path.rglob("*.creating")] == []
     for path in (tmp_path / "generated").glob("*.csv"):  # cohort and oracle: whole or absent
         assert len(pd.read_csv(path)) == 3000
     if database.exists():  # a run that was cut is closed as killed, not left running
@@ -188,3 +189,28 @@ def test_two_trainings_at_once_on_one_store_both_finish_and_the_registry_stays_c
         assert version.tags["promotion_reason"]
     champion = client.get_model_version_by_alias(MODEL, "champion")
     assert champion.tags["promotion"] == "champion"
+
+
+def test_a_store_cut_while_its_tables_are_built_is_never_left_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MLflow builds a new store by migrations; stopped halfway, no later run could open it."""
+    from mlflow.store.tracking import sqlalchemy_store
+
+    def build_a_table_then_get_killed(self: object, db_uri: str, *args: object) -> None:
+        with sqlite3.connect(db_uri.removeprefix("sqlite:///")) as connection:
+            connection.execute("create table secrets (secret_id text)")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(
+        sqlalchemy_store.SqlAlchemyStore, "__init__", build_a_table_then_get_killed
+    )
+    settings = store_settings(tmp_path)
+    uri = settings.resolved_tracking_uri()
+    with pytest.raises(KeyboardInterrupt):
+        store.create_store(uri, settings.resolved_artifact_root())
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    monkeypatch.undo()
+
+    store.create_store(uri, settings.resolved_artifact_root())  # then made whole
+    assert client_of(settings).search_experiments()
