@@ -152,11 +152,13 @@ def test_training_killed_at_any_point_registers_nothing_and_leaves_no_partial_fi
     assert [*tmp_path.rglob("*.tmp"), *tmp_path.rglob("*.creating")] == []
     for path in (tmp_path / "generated").glob("*.csv"):  # cohort and oracle: whole or absent
         assert len(pd.read_csv(path)) == 3000
-    if database.exists():  # a run that was cut is closed as killed, not left running
+    if database.exists():  # the training run that was cut is closed as killed, none left open
         client = client_of(settings)
         experiments = [e.experiment_id for e in client.search_experiments()]
         for run in client.search_runs(experiments):
-            assert run.info.status in {"KILLED", "FAILED"}
+            assert run.info.status != "RUNNING"
+            if "mlflow.parentRunId" not in run.data.tags:  # candidates may have finished
+                assert run.info.status in {"KILLED", "FAILED"}
 
 
 @pytest.mark.e2e
