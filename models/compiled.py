@@ -204,6 +204,7 @@ class CompiledPatient:
             scale = max(float(self.difficulty.predict(row)[0]), 1.0)
         else:
             scale = max(float(outcome.difficulty_.predict(row[None, :])[0]), 1.0)
+        scale *= float(outcome.widening(row[None, :])[0])
         level = outcome.level if level is None else level
         if level not in self.quantiles:
             self.quantiles[level] = outcome._quantiles(level)

@@ -13,6 +13,13 @@ distributions):
    scale) and its upper tail the chance of a clinically important improvement, so the range
    and the probability come from one distribution and cannot contradict each other.
 
+Groups of patients whose errors run larger than the pooled scale predicts (a minority joint,
+patients with a core value unknown) would be under-covered by one pooled set of errors: each
+such group gets a widening factor, the smallest that gives its own calibration patients the
+pooled coverage, applied to its members' scale (never narrowing; groups of fewer than
+:data:`MIN_GROUP_SCORES` patients are left as they are). The distribution stays one per
+patient, so range and chance still agree.
+
 Every training patient calibrates (rather than a quarter of them set aside), which makes the
 interval's coverage far less dependent on which patients happened to be set aside; the
 out-of-fold models are fitted on fewer patients than the served one, so their errors, and the
@@ -38,6 +45,8 @@ from sklearn.linear_model import LogisticRegression
 from data.contract import WOMAC_TOTAL_MAX
 
 _EPSILON = 1e-4
+MIN_GROUP_SCORES = 200
+_WIDENING = np.round(np.arange(1.0, 2.0001, 0.01), 2)
 
 
 def responder_threshold(
@@ -111,6 +120,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         folds: Any,
         baseline_total: Any,
         domain_columns: Any = None,
+        group_columns: Any = None,
     ) -> OutcomeModel:
         """Learn the difficulty model and the conformal scores from training patients.
 
@@ -128,6 +138,10 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
             Encoded columns that describe how typical a patient is (the core fields every
             patient has); all columns when ``None``. Optional fields left unknown would
             otherwise make most real requests look unusual.
+        group_columns
+            ``(column, cut)`` pairs, one per group whose coverage is checked: a patient is in
+            the group when the encoded column exceeds the cut (the encoded value halfway
+            between absent and present, for a one-hot level or an unknown indicator).
         """
         Z = np.asarray(Z, dtype=float)
         y = np.asarray(y, dtype=float)
@@ -145,7 +159,13 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
                 clone(self.difficulty).fit(Z[~inside], error[~inside]).predict(Z[inside])
             )
         self.difficulty_ = clone(self.difficulty).fit(Z, error)
-        self.scores_ = np.sort((y - out_of_fold) / scale)
+        normalized = (y - out_of_fold) / scale
+        self.scores_ = np.sort(normalized)
+        pairs = [(int(c), float(t)) for c, t in group_columns or []]
+        self.group_columns_ = np.array([c for c, _ in pairs], dtype=int)
+        self.group_cuts_ = np.array([t for _, t in pairs], dtype=float)
+        self.group_widening_ = self._fit_widening(Z, normalized)
+        scale = scale * self.widening(Z)
 
         raw = self._raw_probability(out_of_fold, scale, baseline_total)
         responded = y >= responder_threshold(
@@ -208,7 +228,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         predicted = np.asarray(predicted, dtype=float)
         baseline_total = np.asarray(baseline_total, dtype=float)
         level = self.level if level is None else level
-        scale = self._scale(Z)
+        scale = self._scale(Z) * self.widening(Z)
         low_score, high_score = self._quantiles(level)
         # What the scale allows: the 12-month total lies in 0-96.
         low_limit, high_limit = baseline_total - WOMAC_TOTAL_MAX, baseline_total
@@ -232,6 +252,35 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         if booster is not None:  # LightGBM's own predict: no wrapper overhead
             return _floor(booster.predict(Z, num_threads=1 if len(Z) < 2000 else 0))
         return _floor(self.difficulty_.predict(Z))
+
+    def _membership(self, Z: np.ndarray) -> np.ndarray:
+        columns = getattr(self, "group_columns_", np.zeros(0, dtype=int))
+        if len(columns) == 0:
+            return np.zeros((len(Z), 0), dtype=bool)
+        return np.asarray(Z[:, columns] > self.group_cuts_)
+
+    def _fit_widening(self, Z: np.ndarray, normalized: np.ndarray) -> np.ndarray:
+        """Per group, the smallest factor giving its calibration patients the pooled coverage."""
+        member = self._membership(Z)
+        low, high = self._quantiles(self.level)
+        target = np.mean((normalized >= low) & (normalized <= high))
+        widening = np.ones(member.shape[1])
+        for g in range(member.shape[1]):
+            scores = normalized[member[:, g]]
+            if len(scores) < MIN_GROUP_SCORES:
+                continue
+            covered = [np.mean((scores >= f * low) & (scores <= f * high)) for f in _WIDENING]
+            enough = np.flatnonzero(np.asarray(covered) >= target)
+            widening[g] = _WIDENING[enough[0]] if len(enough) else _WIDENING[-1]
+        return widening
+
+    def widening(self, Z: Any) -> np.ndarray:
+        """Each patient's widening factor: the largest of their groups' (1 for none)."""
+        Z = np.asarray(Z, dtype=float)
+        member = self._membership(Z)
+        if member.shape[1] == 0:
+            return np.ones(len(Z))
+        return np.asarray(np.max(np.where(member, self.group_widening_, 1.0), axis=1))
 
     def _quantiles(self, level: float) -> tuple[float, float]:
         """Conformal quantiles of the calibration scores with the finite-sample correction."""

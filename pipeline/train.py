@@ -31,7 +31,7 @@ from data.cohort import (
     read_cohort,
     womac_total,
 )
-from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES
+from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
 from data.report import DataReport, summarise
 from data.settings import Settings
 from data.simulate import ORACLE, simulate_cohort
@@ -385,6 +385,7 @@ def _calibrate(
         fold_of[inside] = fold
     out_of_fold = cross_val_predict(clone(chosen.pipeline), x_fit, y_fit, cv=splits)
     encoder = chosen.pipeline.named_steps["preprocess"]
+    names = list(encoder.get_feature_names_out())
     outcome = OutcomeModel(
         regressor=chosen.pipeline.named_steps["model"],
         difficulty=difficulty_model(settings.seed),
@@ -399,8 +400,19 @@ def _calibrate(
         baseline_total=womac_total(training).to_numpy(dtype=float),
         domain_columns=[
             i
-            for i, column in enumerate(encoder.get_feature_names_out())
+            for i, column in enumerate(names)
             if FIELD_BY_NAME[field_of(column)].required and not column.endswith(f"__{UNKNOWN}")
+        ],
+        # Groups whose coverage must hold: each level of a required category field, and the
+        # patients with a required value unknown. The cut is the encoded value of 0.5.
+        group_columns=[
+            (i, (0.5 - encoder.mean_[i]) / encoder.scale_[i])
+            for i, column in enumerate(names)
+            if FIELD_BY_NAME[field_of(column)].required
+            and (
+                column.endswith(f"__{UNKNOWN}")
+                or FIELD_BY_NAME[field_of(column)].kind is Kind.CATEGORY
+            )
         ],
     )
     return Pipeline([("preprocess", encoder), ("model", outcome)])

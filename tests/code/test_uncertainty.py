@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LinearRegression
 from sklearn.model_selection import cross_val_predict
 
@@ -135,3 +136,48 @@ def test_training_patients_are_rarely_atypical_and_a_far_patient_is(
     Z, _, _ = new_patients
     assert fitted.atypical(Z).mean() == pytest.approx(0.01, abs=0.01)
     assert fitted.atypical(np.array([[6.0, -6.0, 6.0]])).tolist() == [True]
+
+
+def minority(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 15% group (a one-hot column) whose noise is 1.6 times the others'."""
+    rng = np.random.default_rng(seed)
+    group = rng.random(n) < 0.15
+    Z = np.column_stack([rng.normal(size=n), group.astype(float)])
+    y = 20 + 4 * Z[:, 0] + rng.normal(size=n) * np.where(group, 8.0, 5.0)
+    return Z, y, np.full(n, 96.0)
+
+
+def test_a_group_with_larger_errors_is_widened_to_its_own_coverage() -> None:
+    Z, y, baseline = minority(N_TRAIN, 3)
+    folds = np.arange(N_TRAIN) % 5
+    splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in range(5)]
+    out_of_fold = cross_val_predict(LinearRegression(), Z, y, cv=splits)
+    blind = DummyRegressor()  # a difficulty model that misses the group entirely
+    fitted = {
+        grouped: OutcomeModel(
+            regressor=LinearRegression().fit(Z, y), difficulty=blind, level=0.8
+        ).fit(
+            Z,
+            y,
+            out_of_fold=out_of_fold,
+            folds=folds,
+            baseline_total=baseline,
+            group_columns=[(1, 0.5)] if grouped else None,
+        )
+        for grouped in (False, True)
+    }
+    Z_new, y_new, baseline_new = minority(N_NEW, 4)
+    in_group = Z_new[:, 1] > 0.5
+
+    def coverage(model: OutcomeModel, members: np.ndarray) -> float:
+        lower, upper, _ = model.distribution(Z_new, model.predict(Z_new), baseline_new)
+        inside = (y_new >= lower) & (y_new <= upper)
+        return float(inside[members].mean())
+
+    assert coverage(fitted[False], in_group) < 0.7  # pooled errors under-cover the group
+    # Widened to its own calibration patients' coverage (500 of them: a few points of noise).
+    assert 0.77 <= coverage(fitted[True], in_group) <= 0.87
+    assert coverage(fitted[True], ~in_group) == pytest.approx(
+        coverage(fitted[False], ~in_group), abs=1e-12
+    )  # the others are left as they were
+    assert fitted[True].group_widening_[0] > 1.1
