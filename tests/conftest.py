@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -79,35 +80,79 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+@dataclass
+class Server:
+    """A running ``womac serve``: its base URL, its process and the file holding its output."""
+
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        """Everything the process has written so far (stdout and stderr)."""
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+
+@contextmanager
+def serving(
+    settings: Settings, cwd: Path, env: dict[str, str] | None = None, timeout: float = 90.0
+) -> Iterator[Server]:
+    """Start ``womac serve`` on 127.0.0.1 with ``settings``' store; stop it by PID at the end.
+
+    Yields the process too (for signals and liveness) and the path of its combined output
+    (for what it logged).
+    """
+    port = free_port()
+    log = cwd / f"server-{port}.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [womac_command(), "serve", "--port", str(port)],
+            cwd=cwd,
+            env=settings_env(settings) | (env or {}),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        server = Server(f"http://127.0.0.1:{port}", process, log)
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"server exited with {process.returncode}:\n{server.output()}"
+                    )
+                try:
+                    if httpx.get(f"{server.url}/health", timeout=1.0).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"server not up after {timeout} s:\n{server.output()}")
+                time.sleep(0.1)
+            yield server
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
 @contextmanager
 def running_server(settings: Settings, cwd: Path, timeout: float = 90.0) -> Iterator[str]:
     """Start ``womac serve`` as a real uvicorn process; yield its base URL; stop it by PID."""
-    port = free_port()
-    command = [womac_command(), "serve", "--port", str(port)]
-    log = (cwd / f"server-{port}.log").open("w")
-    process = subprocess.Popen(
-        command, cwd=cwd, env=settings_env(settings), stdout=log, stderr=subprocess.STDOUT
+    with serving(settings, cwd, timeout=timeout) as server:
+        yield server.url
+
+
+def run_womac(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script with a wide terminal; the caller checks the outcome."""
+    return subprocess.run(
+        [womac_command(), *args],
+        cwd=cwd,
+        env=env | {"COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if process.poll() is not None:
-                raise RuntimeError(f"server exited with {process.returncode}; see {log.name}")
-            try:
-                if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"server not up after {timeout} s; see {log.name}")
-            time.sleep(0.2)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log.close()

@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
@@ -19,7 +13,6 @@ from data.contract import FIELDS, Kind, Role
 from data.settings import Settings
 from data.simulate import simulate_cohort
 from serve.main import create_app
-from tests.conftest import free_port, settings_env, womac_command
 
 PATIENT_SEED = 424242  # never used for training
 
@@ -130,64 +123,3 @@ def bmi_training_range(trained: Any) -> tuple[float, float]:
     encoder = trained.pipeline.named_steps["preprocess"]
     bmi = next(e for e in encoder.encodings_ if e["field"] == "bmi")
     return float(bmi["minimum"]), float(bmi["maximum"])
-
-
-# -- a real server process, for tests that need its PID and everything it logged ----------
-
-
-@dataclass
-class Server:
-    """A running ``womac serve``: its base URL, its process and the file holding its output."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        """Everything the process has written so far (stdout and stderr)."""
-        return self.log.read_text(encoding="utf-8", errors="replace")
-
-
-@contextmanager
-def serving(
-    settings: Settings, cwd: Path, env: dict[str, str] | None = None, timeout: float = 90.0
-) -> Iterator[Server]:
-    """Start ``womac serve`` on 127.0.0.1 with ``settings``' store; stop it by PID at the end.
-
-    Unlike :func:`tests.conftest.running_server`, yields the process too (for signals and
-    liveness) and the path of its combined output (for what it logged).
-    """
-    port = free_port()
-    log = cwd / f"server-{port}.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [womac_command(), "serve", "--port", str(port)],
-            cwd=cwd,
-            env=settings_env(settings) | (env or {}),
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        server = Server(f"http://127.0.0.1:{port}", process, log)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                if process.poll() is not None:
-                    raise RuntimeError(
-                        f"server exited with {process.returncode}:\n{server.output()}"
-                    )
-                try:
-                    if httpx.get(f"{server.url}/health", timeout=1.0).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise TimeoutError(f"server not up after {timeout} s:\n{server.output()}")
-                time.sleep(0.1)
-            yield server
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()

@@ -16,7 +16,7 @@ from mlflow import MlflowClient
 
 from data.contract import PREDICTOR_NAMES
 from data.settings import Settings
-from tests.conftest import running_server, settings_env, store_settings, womac_command
+from tests.conftest import run_womac, running_server, settings_env, store_settings
 
 from .conftest import (
     as_request,
@@ -44,15 +44,7 @@ ROUNDING = 5e-4 + 1e-9  # the scores file carries three decimals
 
 def womac(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run the installed console script; fail the test with its output if it fails."""
-    finished = subprocess.run(
-        [womac_command(), *args],
-        cwd=cwd,
-        env=env | {"COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    finished = run_womac(*args, cwd=cwd, env=env)
     assert finished.returncode == 0, (
         f"womac {' '.join(args)}:\n{finished.stdout}\n{finished.stderr}"
     )

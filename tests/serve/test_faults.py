@@ -23,9 +23,7 @@ from data.cohort import model_input, patients_frame
 from data.contract import PREDICTOR_NAMES
 from data.settings import Settings
 from data.simulate import simulate_cohort
-from tests.conftest import store_settings
-
-from .conftest import Server, serving
+from tests.conftest import Server, serving, store_settings
 
 pytestmark = pytest.mark.e2e
 

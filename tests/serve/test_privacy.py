@@ -12,7 +12,6 @@ values back to the client who sent them.
 from __future__ import annotations
 
 import json
-import subprocess
 import uuid
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from data.settings import Settings
-from tests.conftest import settings_env, store_settings, womac_command
-
-from .conftest import serving
+from tests.conftest import run_womac, serving, settings_env, store_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -138,18 +135,6 @@ def write_canary_csv(path: Path, with_outcomes: bool) -> None:
     path.write_text("\n".join(",".join(row) for row in [header, *rows]) + "\n")
 
 
-def womac(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [womac_command(), *args],
-        cwd=cwd,
-        env=env | {"COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_no_canary_value_in_what_the_commands_print_or_store(
     trained: Any, store: Settings, tmp_path: Path
 ) -> None:
@@ -158,11 +143,11 @@ def test_no_canary_value_in_what_the_commands_print_or_store(
     write_canary_csv(training, with_outcomes=True)
     own_store = store_settings(tmp_path / "store")
 
-    validated = womac("validate", str(cohort), cwd=tmp_path, env=settings_env(own_store))
-    trained_run = womac(
+    validated = run_womac("validate", str(cohort), cwd=tmp_path, env=settings_env(own_store))
+    trained_run = run_womac(
         "train", "--data", str(training), cwd=tmp_path, env=settings_env(own_store)
     )
-    scored = womac(
+    scored = run_womac(
         "predict",
         "--data",
         str(cohort),
