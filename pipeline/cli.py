@@ -104,12 +104,12 @@ def train(
     """Train, compare, log to MLflow and register a model."""
     from data.cohort import CohortError
     from data.settings import get_settings
-    from pipeline.safety import StoreBusyError, interrupts_as_keyboard_interrupt
+    from pipeline.safety import StoreBusyError
     from pipeline.train import TrainingError
     from pipeline.train import train as run_training
 
     settings = get_settings()
-    with console.status("Starting", spinner="dots") as status, interrupts_as_keyboard_interrupt():
+    with console.status("Starting", spinner="dots") as status:
         try:
             result = run_training(data, settings, on_step=lambda step: status.update(step))
         except (CohortError, TrainingError, StoreBusyError) as error:

@@ -2,10 +2,16 @@
 
 - :func:`store_lock`: one training at a time writes to a local SQLite store; a second one
   waits for the first to finish its MLflow phase, or gives up cleanly after a timeout.
-- :func:`interrupts_as_keyboard_interrupt`: SIGTERM unwinds like Ctrl+C, so every ``finally``
-  and MLflow's run context close properly (the run is marked killed, nothing registered).
-- :func:`deferred_interrupts`: the registration (version, tags, alias) is not cut halfway;
-  an interrupt that arrives during it is handled right after, by undoing it.
+- :func:`interrupts_handled`: SIGINT and SIGTERM both unwind as ``KeyboardInterrupt``, so every
+  ``finally`` and MLflow's run context close properly (the run is closed, nothing registered).
+- :func:`held_interrupts`: while MLflow writes, an interrupt waits for the next
+  :func:`checkpoint` instead of landing inside a database transaction. One that lands there
+  leaves the SQLite write lock held by a connection nobody rolls back, and closing the run
+  then fails with "database is locked". A second interrupt does not wait.
+
+Interrupts are recorded by a Python-level handler, which always runs in the main thread,
+rather than by blocking signals: threads started earlier (LightGBM's OpenMP pool) keep their
+own signal masks and would otherwise receive the signal and raise at once.
 """
 
 from __future__ import annotations
@@ -18,9 +24,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from types import FrameType
 
-INTERRUPTS = {signal.SIGINT, signal.SIGTERM}
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
 
 class StoreBusyError(RuntimeError):
@@ -57,53 +63,67 @@ def store_lock(tracking_uri: str, timeout_s: float) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _raise_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
-
-
-@contextmanager
-def interrupts_as_keyboard_interrupt() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt (as SIGINT does) for the duration."""
-    if not threading_main():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 @dataclass(slots=True)
-class Deferred:
-    """Whether an interrupt arrived while deferred."""
+class _Interrupts:
+    """Whether interrupts are being held, and the name of one that arrived meanwhile."""
 
-    interrupted: bool = False
+    held: bool = False
+    pending: str | None = None
+
+
+_state = _Interrupts()
+
+
+def _on_interrupt(signum: int, frame: FrameType | None) -> None:
+    name = signal.Signals(signum).name
+    if _state.held and _state.pending is None:
+        _state.pending = name
+        return
+    raise KeyboardInterrupt(f"stopped by {name}")
 
 
 @contextmanager
-def deferred_interrupts() -> Iterator[Deferred]:
-    """Hold SIGINT and SIGTERM back while the block runs; say if one arrived.
-
-    The caller undoes the block's effect when ``interrupted`` is set; the held signal is
-    delivered (and raises) when the block is left.
-    """
-    state = Deferred()
+def interrupts_handled() -> Iterator[None]:
+    """SIGINT and SIGTERM raise ``KeyboardInterrupt`` for the duration (main thread only)."""
     if not threading_main():
-        yield state
+        yield
         return
-    signal.pthread_sigmask(signal.SIG_BLOCK, INTERRUPTS)
+    previous = {number: signal.signal(number, _on_interrupt) for number in INTERRUPTS}
     try:
-        yield state
+        yield
     finally:
-        state.interrupted = bool(signal.sigpending() & INTERRUPTS)
-        if not state.interrupted:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+        _state.pending = None
 
 
-def release_deferred() -> None:
-    """Deliver an interrupt held by :func:`deferred_interrupts` (it raises here)."""
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, INTERRUPTS)
+@contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Inside the block an interrupt waits for :func:`checkpoint`; a second one does not.
+
+    One that arrives after the last checkpoint is dropped: the work it would have stopped
+    is already done.
+    """
+    was_held = _state.held
+    _state.held = True
+    try:
+        yield
+    finally:
+        _state.held = was_held
+        if not was_held:
+            _state.pending = None
+
+
+def interrupt_pending() -> bool:
+    """An interrupt is waiting for the next :func:`checkpoint`."""
+    return _state.pending is not None
+
+
+def checkpoint() -> None:
+    """Raise the interrupt that is waiting, if one is."""
+    name, _state.pending = _state.pending, None
+    if name is not None:
+        raise KeyboardInterrupt(f"stopped by {name}")
 
 
 def threading_main() -> bool:

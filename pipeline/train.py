@@ -13,7 +13,8 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,10 +59,17 @@ from pipeline.plots import (
     subgroup_forest,
 )
 from pipeline.report import ReportContext, render_report
-from pipeline.safety import deferred_interrupts, release_deferred, store_lock
+from pipeline.safety import (
+    checkpoint,
+    held_interrupts,
+    interrupt_pending,
+    interrupts_handled,
+    store_lock,
+)
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
+    from mlflow import ActiveRun
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +164,18 @@ def train(
         When the cohort breaks the contract; nothing is logged or registered.
     TrainingError
         When the cohort is too small to train on.
+    KeyboardInterrupt
+        On SIGINT or SIGTERM (in the main thread): the MLflow run is closed as failed, no
+        version stays registered and no alias moves. While MLflow writes, the interrupt
+        waits for the end of the current step, so no database transaction is cut.
     """
+    with interrupts_handled():
+        return _train(data, settings, on_step)
+
+
+def _train(
+    data: Path | None, settings: Settings, on_step: Callable[[str], None]
+) -> TrainingResult:
     started = time.perf_counter()
     on_step("Validating cohort")
     oracle: pd.Series | None = None
@@ -214,21 +233,27 @@ def train(
 
     on_step("Waiting for the tracking store")
     with store_lock(settings.resolved_tracking_uri(), settings.store_lock_timeout_s):
-        return _track_and_register(
-            settings=settings,
-            on_step=on_step,
-            started=started,
-            cohort=cohort,
-            report=report,
-            split=split,
-            candidates=candidates,
-            chosen=chosen,
-            served=served,
-            evaluation=evaluation,
-            oracle_test=oracle_test,
-            x_test=x_test,
-            y_test=y_test,
-        )
+
+        def next_step(step: str) -> None:
+            checkpoint()
+            on_step(step)
+
+        with held_interrupts():
+            return _track_and_register(
+                settings=settings,
+                on_step=next_step,
+                started=started,
+                cohort=cohort,
+                report=report,
+                split=split,
+                candidates=candidates,
+                chosen=chosen,
+                served=served,
+                evaluation=evaluation,
+                oracle_test=oracle_test,
+                x_test=x_test,
+                y_test=y_test,
+            )
 
 
 def _track_and_register(
@@ -255,7 +280,7 @@ def _track_and_register(
 
     # Nested runs take the active experiment, not their parent's: set it for both.
     mlflow.set_experiment(experiment_id=experiment_id)
-    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
+    with _training_run(experiment_id) as run:
         on_step("Logging candidates to MLflow")
         _log_run(cohort, report, settings, chosen, candidates, evaluation, oracle_test, split)
         on_step("Drawing plots and SHAP summary")
@@ -302,6 +327,19 @@ def _track_and_register(
         pipeline=served,
         notes=list(cohort.notes),
     )
+
+
+@contextmanager
+def _training_run(experiment_id: str) -> Iterator[ActiveRun]:
+    """The training's MLflow run: closed as killed when interrupted, failed on an error."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -691,30 +729,28 @@ def _register(
 ) -> str:
     """Register the logged model; move the alias only if promoted; undo on any failure.
 
-    Interrupts are held back meanwhile: if one arrives, the version is deleted and the alias
-    put back before the interrupt is delivered, so a killed training registers nothing.
+    Runs with interrupts held (see :func:`train`): if one arrives meanwhile, the version is
+    deleted and the alias put back before it is raised, so a killed training registers nothing.
     """
     import mlflow
 
     name, alias = settings.model_name, settings.champion_alias
     previous = champion_version(client, name, alias)
     version: str | None = None
-    with deferred_interrupts() as held:
-        try:
-            version = str(mlflow.register_model(model_uri, name).version)
-            client.set_model_version_tag(name, version, "run_id", run_id)
-            verdict = "champion" if promotion.promoted else "not promoted"
-            client.set_model_version_tag(name, version, "promotion", verdict)
-            client.set_model_version_tag(name, version, "promotion_reason", promotion.reason)
-            if promotion.promoted:
-                client.set_registered_model_alias(name, alias, version)
-        except BaseException:
-            _undo_registration(client, name, alias, version, previous)
-            raise
-    if held.interrupted:
+    try:
+        version = str(mlflow.register_model(model_uri, name).version)
+        client.set_model_version_tag(name, version, "run_id", run_id)
+        verdict = "champion" if promotion.promoted else "not promoted"
+        client.set_model_version_tag(name, version, "promotion", verdict)
+        client.set_model_version_tag(name, version, "promotion_reason", promotion.reason)
+        if promotion.promoted:
+            client.set_registered_model_alias(name, alias, version)
+    except BaseException:
         _undo_registration(client, name, alias, version, previous)
-        release_deferred()  # raises KeyboardInterrupt
-    assert version is not None
+        raise
+    if interrupt_pending():
+        _undo_registration(client, name, alias, version, previous)
+        checkpoint()
     return version
 
 
