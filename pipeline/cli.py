@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -25,6 +27,19 @@ app = typer.Typer(
 )
 console = Console()
 errors = Console(stderr=True)
+
+
+@contextmanager
+def _interruptible(outcome: str) -> Iterator[None]:
+    """SIGINT and SIGTERM unwind (temporary files are removed) and exit 130, saying so."""
+    from pipeline.safety import interrupts_handled
+
+    try:
+        with interrupts_handled():
+            yield
+    except KeyboardInterrupt:
+        errors.print(f"[bold red]interrupted:[/] {outcome}.")
+        raise typer.Exit(code=130) from None
 
 
 def _refuse(error: Exception) -> typer.Exit:
@@ -51,12 +66,13 @@ def simulate(
     from data.simulate import simulate_cohort
     from pipeline.files import atomic_write_csv
 
-    cohort, expected = simulate_cohort(n, seed)
-    atomic_write_csv(cohort, out)
-    console.print(f"Wrote {len(cohort)} simulated patients to {out}")
-    if oracle is not None:
-        atomic_write_csv(pd.concat([cohort["patient_id"], expected], axis=1), oracle)
-        console.print(f"Wrote their noise-free expected improvement to {oracle}")
+    with _interruptible("no file was half written"):
+        cohort, expected = simulate_cohort(n, seed)
+        atomic_write_csv(cohort, out)
+        console.print(f"Wrote {len(cohort)} simulated patients to {out}")
+        if oracle is not None:
+            atomic_write_csv(pd.concat([cohort["patient_id"], expected], axis=1), oracle)
+            console.print(f"Wrote their noise-free expected improvement to {oracle}")
 
 
 @app.command()
@@ -109,14 +125,14 @@ def train(
     from pipeline.train import train as run_training
 
     settings = get_settings()
-    with console.status("Starting", spinner="dots") as status:
+    with (
+        console.status("Starting", spinner="dots") as status,
+        _interruptible("nothing was registered and no alias moved"),
+    ):
         try:
             result = run_training(data, settings, on_step=lambda step: status.update(step))
         except (CohortError, TrainingError, StoreBusyError) as error:
             raise _refuse(error) from None
-        except KeyboardInterrupt:
-            errors.print("[bold red]interrupted:[/] nothing was registered and no alias moved.")
-            raise typer.Exit(code=130) from None
     _print_training(result)
 
 
@@ -219,35 +235,36 @@ def predict(
     if master is not None and engine is not Engine.spark:
         raise _refuse(ValueError("--master applies to --engine spark only"))
     summary: BatchSummary
-    try:
-        if engine is Engine.spark:
-            from pipeline.spark import SparkEngineError, score_cohort_spark
+    with _interruptible(f"nothing was written to {out}"):
+        try:
+            if engine is Engine.spark:
+                from pipeline.spark import SparkEngineError, score_cohort_spark
 
-            with console.status("Starting", spinner="dots") as status:
-                try:
-                    summary = score_cohort_spark(
-                        data,
-                        out,
-                        uri,
-                        settings.resolved_tracking_uri(),
-                        protocol_from(settings),
-                        master=master or settings.resolved_spark_master(),
-                        on_step=status.update,
-                    )
-                except SparkEngineError as error:
-                    raise _refuse(error) from None
-        else:
-            summary = score_cohort(
-                data, out, uri, settings.resolved_tracking_uri(), protocol_from(settings)
-            )
-    except CohortError as error:
-        raise _refuse(error) from None
-    except Exception as error:
-        if type(error).__name__ in {"MlflowException", "RestException"}:
-            raise _refuse(
-                RuntimeError(f"cannot load model {uri}; train one with `womac train`")
-            ) from None
-        raise
+                with console.status("Starting", spinner="dots") as status:
+                    try:
+                        summary = score_cohort_spark(
+                            data,
+                            out,
+                            uri,
+                            settings.resolved_tracking_uri(),
+                            protocol_from(settings),
+                            master=master or settings.resolved_spark_master(),
+                            on_step=status.update,
+                        )
+                    except SparkEngineError as error:
+                        raise _refuse(error) from None
+            else:
+                summary = score_cohort(
+                    data, out, uri, settings.resolved_tracking_uri(), protocol_from(settings)
+                )
+        except CohortError as error:
+            raise _refuse(error) from None
+        except Exception as error:
+            if type(error).__name__ in {"MlflowException", "RestException"}:
+                raise _refuse(
+                    RuntimeError(f"cannot load model {uri}; train one with `womac train`")
+                ) from None
+            raise
     console.print(
         f"Scored {summary.scored} of {summary.rows} rows with {summary.model_uri} "
         f"({summary.candidates} candidates under the protocol); wrote {summary.out}"

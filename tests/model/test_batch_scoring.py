@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ from models.explain import explain
 from models.scoring import score
 from pipeline.predict import WARNING_SEPARATOR, score_cohort
 from serve.model import load_champion
+from tests.conftest import settings_env, womac_command
 
 from .conftest import FRESH_SEED, request_record
 
@@ -270,3 +274,34 @@ def test_a_bad_row_in_a_late_chunk_leaves_no_output(
         )
     assert out.read_text() == "previous scores\n"
     assert list(tmp_path.glob(".scores.csv.*")) == []
+
+
+@pytest.mark.e2e
+def test_a_batch_stopped_by_sigterm_leaves_no_output_and_no_temporary_file(
+    trained: Any, store: Settings, tmp_path: Path
+) -> None:
+    """A scheduler stopping a long job: the previous output stays, no partial file appears."""
+    cohort = tmp_path / "registry.csv"
+    simulate_cohort(200_000, FRESH_SEED + 2)[0].to_csv(cohort, index=False)
+    out = tmp_path / "scores" / "scores.csv"
+    out.parent.mkdir()
+    out.write_text("yesterday's scores\n")
+    process = subprocess.Popen(
+        [womac_command(), "predict", "--data", str(cohort), "--out", str(out)],
+        cwd=tmp_path,
+        env=settings_env(store),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 120
+    while not list(out.parent.glob("*.tmp")) and process.poll() is None:
+        assert time.monotonic() < deadline, "scoring never started writing"
+        time.sleep(0.05)
+    time.sleep(0.5)  # some chunks are written
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=120)
+
+    assert process.returncode == 130, stderr.decode()[-1500:]
+    assert f"nothing was written to {out}" in " ".join(stderr.decode().split())
+    assert [path.name for path in out.parent.iterdir()] == ["scores.csv"]
+    assert out.read_text() == "yesterday's scores\n"
