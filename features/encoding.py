@@ -268,8 +268,9 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
     def _encode_field(encoding: dict[str, Any], values: np.ndarray) -> np.ndarray:
         if encoding["kind"] == "category":
             levels = encoding["levels"]
-            # Hash-based codes: comparing object arrays level by level is slow at scale.
-            codes = pd.Categorical(np.asarray(values, dtype=object), categories=levels).codes
+            # Hash-based codes (comparing object arrays level by level is slow at scale);
+            # -1 for a blank or a level never seen in training.
+            codes = pd.Index(levels).get_indexer(np.asarray(values, dtype=object))
             if encoding["indicator"]:
                 column = np.where(codes < 0, len(levels), codes)  # the __unknown column
             else:

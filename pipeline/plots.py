@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -87,7 +88,12 @@ def shap_summary(explanation: Explanation, patients: pd.DataFrame, title: str) -
         data=numeric.to_numpy(dtype=float),
         feature_names=[FIELD_BY_NAME[name].label for name in explanation.fields],
     )
-    shap.plots.beeswarm(values, max_display=len(explanation.fields), show=False, plot_size=(10, 7))
+    with warnings.catch_warnings():
+        # A field the export does not have is all blank: shown grey, nothing to colour by.
+        warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
+        shap.plots.beeswarm(
+            values, max_display=len(explanation.fields), show=False, plot_size=(10, 7)
+        )
     figure = plt.gcf()
     figure.suptitle(title)
     figure.tight_layout()
