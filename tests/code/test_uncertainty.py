@@ -3,10 +3,13 @@ is known: coverage, adaptive width, limits of the WOMAC scale, and the responder
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.dummy import DummyRegressor
-from sklearn.linear_model import LinearRegression
+from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import cross_val_predict
 
 from models.uncertainty import OutcomeModel, difficulty_model, responder_threshold
@@ -181,3 +184,17 @@ def test_a_group_with_larger_errors_is_widened_to_its_own_coverage() -> None:
         coverage(fitted[False], ~in_group), abs=1e-12
     )  # the others are left as they were
     assert fitted[True].group_widening_[0] > 1.1
+
+
+@pytest.mark.parametrize("model", [LinearRegression(), Ridge(alpha=30.0)])
+def test_a_linear_model_fitted_on_named_columns_predicts_arrays_the_same_and_quietly(
+    model: LinearRegression | Ridge,
+) -> None:
+    """The served pipeline hands the regressor plain arrays; a linear champion learnt names."""
+    Z, y, _ = synthetic(500, 5)
+    named = pd.DataFrame(Z, columns=["age", "bmi", "kl_grade_2"])
+    outcome = OutcomeModel(regressor=model.fit(named, y), difficulty=difficulty_model(0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        predicted = outcome.predict(Z)
+    np.testing.assert_allclose(predicted, model.predict(named), rtol=0, atol=1e-12)
