@@ -35,32 +35,20 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 
 def patients(count: int = 16, seed: int = 20261130) -> list[dict[str, Any]]:
-    """Simulated patients as a client sends them (JSON types, optional fields as given)."""
-    from data.contract import FIELDS, Kind, Role
+    """Simulated patients as a client sends them: JSON types, unknown optional fields left
+    out (an unknown required one, the KL grade, is sent as null)."""
+    from data.contract import FIELD_BY_NAME, as_request
     from data.simulate import simulate_cohort
 
     cohort, _ = simulate_cohort(count, seed)
-    bodies = []
-    for row in cohort.to_dict("records"):
-        body: dict[str, Any] = {}
-        for spec in FIELDS:
-            value = row[spec.name]
-            if spec.role is Role.OUTCOME:
-                continue
-            if value is None or value != value:  # NaN: unknown
-                if spec.required:
-                    body[spec.name] = None  # KL grade: sent as unknown
-                continue
-            if spec.kind is Kind.BOOLEAN:
-                body[spec.name] = bool(value)
-            elif spec.kind is Kind.INTEGER:
-                body[spec.name] = int(value)
-            elif spec.kind is Kind.NUMBER:
-                body[spec.name] = float(value)
-            else:
-                body[spec.name] = str(value)
-        bodies.append(body)
-    return bodies
+    return [
+        {
+            name: value
+            for name, value in as_request(row).items()
+            if value is not None or FIELD_BY_NAME[name].required
+        }
+        for row in cohort.to_dict("records")
+    ]
 
 
 def store_env(folder: Path) -> dict[str, str]:

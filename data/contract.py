@@ -6,8 +6,11 @@ are all derived from :data:`FIELDS`. Adding a field is one edit here plus its te
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 
 class Kind(StrEnum):
@@ -279,3 +282,27 @@ TARGET = "womac_improvement_12m"
 # Spreadsheets export booleans as 1.0/0.0 too; those mean the same as 1/0.
 TRUE_VALUES = frozenset({"true", "yes", "1", "1.0"})
 FALSE_VALUES = frozenset({"false", "no", "0", "0.0"})
+
+
+def as_request(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A cohort row (a simulated patient, say) as an API client sends it.
+
+    JSON types, ``None`` where a value is unknown; outcome fields and fields the row does
+    not have are left out.
+    """
+    request: dict[str, Any] = {}
+    for spec in FIELDS:
+        if spec.role is Role.OUTCOME or spec.name not in row:
+            continue
+        value = row[spec.name]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            request[spec.name] = None
+        elif spec.kind is Kind.BOOLEAN:
+            request[spec.name] = bool(value)
+        elif spec.kind is Kind.INTEGER:
+            request[spec.name] = int(value)
+        elif spec.kind is Kind.NUMBER:
+            request[spec.name] = float(value)
+        else:
+            request[spec.name] = str(value)
+    return request

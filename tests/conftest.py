@@ -12,11 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 from data.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
@@ -52,6 +56,14 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "MLFLOW_DISABLE_TELEMETRY": "true",
     }
     return env
+
+
+def registry_client(settings: Settings) -> MlflowClient:
+    """A client of ``settings``' tracking store and model registry (no global MLflow state)."""
+    from mlflow import MlflowClient
+
+    uri = settings.resolved_tracking_uri()
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 @pytest.fixture(scope="session")

@@ -9,12 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pytest
 
 from data.cohort import Cohort, model_input, read_cohort
-from data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, Kind, Role
+from data.contract import FOLLOW_UP_SUBSCALES
 from data.settings import Settings
 from data.simulate import simulate_cohort
 
@@ -30,26 +29,6 @@ def read_simulated(path: Path, n: int, seed: int, *, outcomes: bool = False) -> 
         cohort = cohort.drop(columns=list(FOLLOW_UP_SUBSCALES))
     cohort.to_csv(path, index=False)
     return read_cohort(path)
-
-
-def request_record(row: pd.Series) -> dict[str, Any]:
-    """One typed cohort row as an API client sends it: JSON types, ``None`` when unknown."""
-    record: dict[str, Any] = {}
-    for name, value in row.items():
-        spec = FIELD_BY_NAME[str(name)]
-        if spec.role is Role.OUTCOME:
-            continue
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            record[spec.name] = None
-        elif spec.kind is Kind.BOOLEAN:
-            record[spec.name] = bool(value)
-        elif spec.kind is Kind.INTEGER:
-            record[spec.name] = int(value)
-        elif spec.kind is Kind.NUMBER:
-            record[spec.name] = float(value)
-        else:
-            record[spec.name] = str(value)
-    return record
 
 
 @pytest.fixture(scope="session")

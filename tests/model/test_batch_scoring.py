@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from data.cohort import model_input, read_cohort
-from data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES
+from data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES, as_request
 from data.settings import Settings
 from data.simulate import simulate_cohort
 from models.eligibility import protocol_from
@@ -23,7 +23,7 @@ from pipeline.predict import WARNING_SEPARATOR, score_cohort
 from serve.model import load_champion
 from tests.conftest import settings_env, womac_command
 
-from .conftest import FRESH_SEED, request_record
+from .conftest import FRESH_SEED
 
 CHAMPION_URI = "models:/womac-improvement@champion"
 TOP = 3
@@ -200,7 +200,7 @@ def test_file_has_the_same_numbers_as_the_api_for_the_same_patient(
     data, scores, _ = scored
     cohort = read_cohort(data)
     rows = scored_rows(data)
-    records = [request_record(cohort.frame.iloc[row]) for row in rows]
+    records = [as_request(cohort.frame.iloc[row]) for row in rows]
     answers = load_champion(store).predict(records)
 
     for row, answer in zip(rows, answers, strict=True):

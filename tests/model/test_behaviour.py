@@ -15,11 +15,9 @@ import pytest
 from sklearn.pipeline import Pipeline
 
 from data.cohort import Cohort
-from data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME, PREDICTOR_NAMES, Role
+from data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME, PREDICTOR_NAMES, Role, as_request
 from models.explain import explain
 from serve.model import ServedModel, field_notes
-
-from .conftest import request_record
 
 LOW_FUNCTION, HIGH_FUNCTION = 10.0, 50.0  # WOMAC function, 0-68: mild and severe limitation
 
@@ -52,7 +50,7 @@ def served(pipeline: Pipeline) -> ServedModel:
 @pytest.fixture(scope="module")
 def records(fresh_cohort: Cohort) -> list[dict[str, Any]]:
     """The fresh patients as API requests."""
-    return [request_record(row) for _, row in fresh_cohort.frame.iterrows()]
+    return [as_request(row) for _, row in fresh_cohort.frame.iterrows()]
 
 
 def contributions_by_field(answer: dict[str, Any]) -> dict[str, dict[str, Any]]:

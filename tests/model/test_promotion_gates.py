@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from data.settings import get_settings
@@ -16,7 +15,7 @@ from data.simulate import simulate_cohort
 from models.store import champion_version
 from pipeline.cli import app
 from serve.model import ModelUnavailableError, load_champion
-from tests.conftest import settings_env, store_settings
+from tests.conftest import registry_client, settings_env, store_settings
 
 MODEL_NAME = "womac-improvement"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -56,8 +55,7 @@ def test_first_model_failing_the_slope_gate_is_registered_not_champion_and_says_
     assert "interval covers" not in printed_reason
     assert "no champion yet" not in printed_reason
 
-    uri = settings.resolved_tracking_uri()
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    client = registry_client(settings)
     registered = client.get_model_version(MODEL_NAME, version)
     assert registered.tags["promotion"] == "not promoted"
     assert registered.tags["promotion_reason"] == printed_reason

@@ -18,15 +18,10 @@ from models.explain import explain
 from models.store import connect, load_pipeline
 from pipeline.train import train
 from serve.model import load_champion
-from tests.conftest import store_settings
+from tests.conftest import registry_client, store_settings
 
 MODEL_NAME = "womac-improvement"
 SMALL = 600
-
-
-def registry(settings: Settings) -> MlflowClient:
-    uri = settings.resolved_tracking_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
 def versions(client: MlflowClient) -> set[str]:
@@ -49,7 +44,7 @@ def test_retrained_model_that_does_not_beat_the_champion_is_registered_not_promo
 
     second = train(data, settings)
 
-    client = registry(settings)
+    client = registry_client(settings)
     assert versions(client) == {first.model_version, second.model_version}
     assert second.model_version != first.model_version
     assert not second.promotion.promoted
@@ -73,7 +68,7 @@ def test_cohort_breaking_the_contract_is_refused_whole_and_registers_nothing(
     data = tmp_path / "broken.csv"
     cohort.to_csv(data, index=False)
 
-    client = registry(store)
+    client = registry_client(store)
     versions_before = versions(client)
     champion_before = client.get_model_version_by_alias(MODEL_NAME, "champion").version
     runs_before = len(client.search_runs([trained.experiment_id], max_results=1000))
@@ -105,7 +100,7 @@ def test_export_with_only_the_required_columns_trains_registers_and_predicts(
 
     result = train(data, settings)
 
-    client = registry(settings)
+    client = registry_client(settings)
     champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
     assert str(champion.version) == result.model_version
     required_predictors = [name for name in PREDICTOR_NAMES if name in required]

@@ -22,21 +22,16 @@ from data.settings import Settings
 from data.simulate import simulate_cohort
 from models import store
 from pipeline import train as training
-from tests.conftest import settings_env, store_settings, womac_command
+from tests.conftest import registry_client, settings_env, store_settings, womac_command
 
 MODEL = "womac-improvement"
 SMALL = 800
 
 
-def client_of(settings: Settings) -> MlflowClient:
-    uri = settings.resolved_tracking_uri()
-    return MlflowClient(tracking_uri=uri, registry_uri=uri)
-
-
 def versions(settings: Settings) -> list[Any]:
     if not Path(settings.resolved_tracking_uri().removeprefix("sqlite:///")).exists():
         return []
-    return list(client_of(settings).search_model_versions(f"name='{MODEL}'"))
+    return list(registry_client(settings).search_model_versions(f"name='{MODEL}'"))
 
 
 @pytest.fixture(scope="module")
@@ -60,11 +55,11 @@ def test_same_data_seed_and_versions_give_identical_metrics_and_predictions(
         first.pipeline.predict(patients), second.pipeline.predict(patients)
     )
 
-    run = client_of(store_settings(tmp_path / "a")).get_run(first.run_id)
+    run = registry_client(store_settings(tmp_path / "a")).get_run(first.run_id)
     assert run.data.tags["data.sha256"] == first.data.sha256
     assert run.data.tags["seed"] == str(Settings(_env_file=None).seed)
     assert run.data.tags["code.git_commit"]
-    packages = client_of(store_settings(tmp_path / "a")).download_artifacts(
+    packages = registry_client(store_settings(tmp_path / "a")).download_artifacts(
         first.run_id, "environment/packages.json", str(tmp_path)
     )
     recorded = json.loads(Path(packages).read_text())
@@ -99,7 +94,7 @@ def test_an_interrupt_during_registration_undoes_it(
         training.train(cohort_file, settings)
     assert calls["n"] >= 1
     assert {str(v.version) for v in versions(settings)} == before
-    champion = client_of(settings).get_model_version_by_alias(MODEL, "champion")
+    champion = registry_client(settings).get_model_version_by_alias(MODEL, "champion")
     assert str(champion.version) == first.model_version
 
 
@@ -166,7 +161,7 @@ def test_training_killed_at_any_point_registers_nothing_and_leaves_no_partial_fi
     for path in (tmp_path / "generated").glob("*.csv"):  # cohort and oracle: whole or absent
         assert len(pd.read_csv(path)) == 3000
     if database.exists():  # the training run that was cut is closed as killed, none left open
-        client = client_of(settings)
+        client = registry_client(settings)
         experiments = [e.experiment_id for e in client.search_experiments()]
         for run in client.search_runs(experiments):
             assert run.info.status != "RUNNING"
@@ -197,7 +192,7 @@ def test_two_trainings_at_once_on_one_store_both_finish_and_the_registry_stays_c
         assert process.returncode == 0, stderr.decode()[-2000:]
     registered = versions(settings)
     assert sorted(int(v.version) for v in registered) == [1, 2]
-    client = client_of(settings)
+    client = registry_client(settings)
     for version in registered:
         assert client.get_run(version.run_id).info.status == "FINISHED"
         assert version.tags["promotion"] in {"champion", "not promoted"}
@@ -228,4 +223,4 @@ def test_a_store_cut_while_its_tables_are_built_is_never_left_behind(
     monkeypatch.undo()
 
     store.create_store(uri, settings.resolved_artifact_root())  # then made whole
-    assert client_of(settings).search_experiments()
+    assert registry_client(settings).search_experiments()

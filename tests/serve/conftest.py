@@ -5,36 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from data.contract import FIELDS, Kind, Role
+from data.contract import as_request
 from data.settings import Settings
 from data.simulate import simulate_cohort
 from serve.main import create_app
 
 PATIENT_SEED = 424242  # never used for training
-
-
-def as_request(row: dict[str, Any]) -> dict[str, Any]:
-    """A simulated cohort row as a client sends it: JSON types, ``None`` when unknown."""
-    body: dict[str, Any] = {}
-    for spec in FIELDS:
-        if spec.role is Role.OUTCOME:
-            continue
-        value = row[spec.name]
-        if value is None or (isinstance(value, float) and np.isnan(value)):
-            body[spec.name] = None
-        elif spec.kind is Kind.BOOLEAN:
-            body[spec.name] = bool(value)
-        elif spec.kind is Kind.INTEGER:
-            body[spec.name] = int(value)
-        elif spec.kind is Kind.NUMBER:
-            body[spec.name] = float(value)
-        else:
-            body[spec.name] = str(value)
-    return body
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,18 @@ import httpx
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow import MlflowClient
 
-from data.contract import PREDICTOR_NAMES
+from data.contract import PREDICTOR_NAMES, as_request
 from data.settings import Settings
-from tests.conftest import run_womac, running_server, settings_env, store_settings
+from tests.conftest import (
+    registry_client,
+    run_womac,
+    running_server,
+    settings_env,
+    store_settings,
+)
 
 from .conftest import (
-    as_request,
     assert_answer_shape,
     assert_clinical_case,
     bmi_training_range,
@@ -73,8 +77,7 @@ def test_simulate_validate_train_predict_then_serve_over_http(tmp_path: Path) ->
     assert "now champion" in trained.stdout
     womac("predict", "--data", "cohort.csv", "--out", "scores.csv", cwd=tmp_path, env=env)
 
-    uri = settings.resolved_tracking_uri()
-    champion = MlflowClient(tracking_uri=uri, registry_uri=uri).get_model_version_by_alias(
+    champion = registry_client(settings).get_model_version_by_alias(
         "womac-improvement", "champion"
     )
     cohort = pd.read_csv(tmp_path / "cohort.csv")

@@ -23,7 +23,7 @@ from data.cohort import model_input, patients_frame
 from data.contract import PREDICTOR_NAMES
 from data.settings import Settings
 from data.simulate import simulate_cohort
-from tests.conftest import Server, serving, store_settings
+from tests.conftest import Server, registry_client, serving, store_settings
 
 pytestmark = pytest.mark.e2e
 
@@ -39,10 +39,7 @@ class Registry:
     model_files: dict[str, Path]  # version -> its model.skops
 
     def client(self) -> Any:
-        from mlflow import MlflowClient
-
-        uri = self.settings.resolved_tracking_uri()
-        return MlflowClient(tracking_uri=uri, registry_uri=uri)
+        return registry_client(self.settings)
 
     def point_champion_at(self, version: str) -> None:
         self.client().set_registered_model_alias(MODEL, "champion", version)

@@ -7,12 +7,11 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from mlflow import MlflowClient
 
 from data.contract import PREDICTOR_NAMES
 from models.candidates import COMPARATOR
 from serve.main import create_app
-from tests.conftest import store_settings
+from tests.conftest import registry_client, store_settings
 
 
 def test_health_says_the_champion_is_loaded(client: TestClient, trained: Any) -> None:
@@ -56,8 +55,7 @@ def test_without_a_champion_predictions_are_503_with_the_command_that_makes_one(
 ) -> None:
     settings = store_settings(tmp_path)
     if store_state == "store without a champion":
-        uri = settings.resolved_tracking_uri()
-        MlflowClient(tracking_uri=uri, registry_uri=uri).search_registered_models()
+        registry_client(settings).search_registered_models()
 
     with TestClient(create_app(settings)) as service:
         health = service.get("/health")
