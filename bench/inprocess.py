@@ -33,9 +33,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3000)
     args = parser.parse_args()
 
-    from data.settings import Settings
-    from serve.model import load_champion
-    from serve.schemas import PatientRequest, Prediction
+    from womac.data.settings import Settings
+    from womac.serve.model import load_champion
+    from womac.serve.schemas import PatientRequest, Prediction
 
     model = load_champion(Settings())
     compiled = model.scorer.compiled

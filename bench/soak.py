@@ -37,8 +37,8 @@ _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 def patients(count: int = 16, seed: int = 20261130) -> list[dict[str, Any]]:
     """Simulated patients as a client sends them: JSON types, unknown optional fields left
     out (an unknown required one, the KL grade, is sent as null)."""
-    from data.contract import FIELD_BY_NAME, as_request
-    from data.simulate import simulate_cohort
+    from womac.data.contract import FIELD_BY_NAME, as_request
+    from womac.data.simulate import simulate_cohort
 
     cohort, _ = simulate_cohort(count, seed)
     return [

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import httpx
 import pytest
 
-from data.settings import Settings
+from womac.data.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -75,7 +75,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Settings:
 @pytest.fixture(scope="session")
 def trained(store: Settings):  # type: ignore[no-untyped-def]
     """One training run on the simulated default cohort, registered as champion."""
-    from pipeline.train import train
+    from womac.pipeline.train import train
 
     return train(None, store)
 

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from data.cohort import patients_frame
-from data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
-from data.settings import Settings
-from models.eligibility import Protocol, assess, protocol_from
+from womac.data.cohort import patients_frame
+from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
+from womac.data.settings import Settings
+from womac.models.eligibility import Protocol, assess, protocol_from
 
 FLAGS = [flag.name for flag in ELIGIBILITY_FLAGS]
 CLEAR = dict.fromkeys(FLAGS, False)

@@ -7,10 +7,10 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from data.cohort import model_input, patients_frame, read_cohort
-from data.contract import PREDICTOR_NAMES
-from data.simulate import simulate_cohort
-from features.encoding import PatientEncoder, field_of
+from womac.data.cohort import model_input, patients_frame, read_cohort
+from womac.data.contract import PREDICTOR_NAMES
+from womac.data.simulate import simulate_cohort
+from womac.features.encoding import PatientEncoder, field_of
 
 
 @parametrize_with_checks([PatientEncoder(), PatientEncoder(spline_knots=4)])

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from pipeline.files import atomic_write_csv
+from womac.pipeline.files import atomic_write_csv
 
 PREVIOUS = "patient_id,expected_improvement\nQX-1,12.5\n"
 

@@ -8,7 +8,12 @@ import threading
 
 import pytest
 
-from pipeline.safety import checkpoint, held_interrupts, interrupt_pending, interrupts_handled
+from womac.pipeline.safety import (
+    checkpoint,
+    held_interrupts,
+    interrupt_pending,
+    interrupts_handled,
+)
 
 
 def deliver(signum: signal.Signals) -> None:

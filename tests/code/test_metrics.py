@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from models.metrics import regression_metrics
+from womac.models.metrics import regression_metrics
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from mlflow.exceptions import MlflowException
 
-from data.settings import Settings
-from models.evaluation import Evaluation
-from pipeline.train import Promotion, _decide_promotion
+from womac.data.settings import Settings
+from womac.models.evaluation import Evaluation
+from womac.pipeline.train import Promotion, _decide_promotion
 
 
 @pytest.fixture(autouse=True)

@@ -20,24 +20,29 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from data.cohort import Cohort, read_cohort, womac_total
-from data.contract import ELIGIBILITY_FLAGS, PREDICTORS
-from data.report import summarise
-from data.settings import Settings
-from data.simulate import simulate_cohort
-from models.candidates import CANDIDATES
-from models.evaluation import (
+from womac.data.cohort import Cohort, read_cohort, womac_total
+from womac.data.contract import ELIGIBILITY_FLAGS, PREDICTORS
+from womac.data.report import summarise
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
+from womac.models.candidates import CANDIDATES
+from womac.models.evaluation import (
     Evaluation,
     calibration_curve,
     responder_metrics,
     subgroup_labels,
     subgroup_table,
 )
-from models.metrics import regression_metrics
-from models.uncertainty import responder_threshold
-from pipeline.plots import observed_vs_predicted, residuals, responder_calibration, subgroup_forest
-from pipeline.report import ReportContext, render_report
-from pipeline.train import CandidateResult
+from womac.models.metrics import regression_metrics
+from womac.models.uncertainty import responder_threshold
+from womac.pipeline.plots import (
+    observed_vs_predicted,
+    residuals,
+    responder_calibration,
+    subgroup_forest,
+)
+from womac.pipeline.report import ReportContext, render_report
+from womac.pipeline.train import CandidateResult
 
 PROMOTION_REASON = (
     "calibration slope 1.04 within 0.8-1.25; 80% interval covers 79.2% of held-out patients "

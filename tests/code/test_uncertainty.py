@@ -12,7 +12,7 @@ from sklearn.dummy import DummyRegressor
 from sklearn.linear_model import LinearRegression, Ridge
 from sklearn.model_selection import cross_val_predict
 
-from models.uncertainty import OutcomeModel, difficulty_model, responder_threshold
+from womac.models.uncertainty import OutcomeModel, difficulty_model, responder_threshold
 
 N_TRAIN, N_NEW = 3000, 20000
 

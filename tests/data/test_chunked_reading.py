@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from data.cohort import CohortError, CohortReader, inspect_cohort, read_cohort
-from data.simulate import simulate_cohort
+from womac.data.cohort import CohortError, CohortReader, inspect_cohort, read_cohort
+from womac.data.simulate import simulate_cohort
 
 
 @pytest.fixture(scope="module")

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from data.cohort import read_cohort
-from data.simulate import ORACLE
-from pipeline.cli import app
+from womac.data.cohort import read_cohort
+from womac.data.simulate import ORACLE
+from womac.pipeline.cli import app
 
 WIDE = {"COLUMNS": "200"}
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from data.cohort import read_cohort, womac_improvement, womac_total
-from data.contract import BASELINE_SUBSCALES, FOLLOW_UP_SUBSCALES, TARGET
+from womac.data.cohort import read_cohort, womac_improvement, womac_total
+from womac.data.contract import BASELINE_SUBSCALES, FOLLOW_UP_SUBSCALES, TARGET
 
 NAN = np.nan
 

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.cohort import CohortError, inspect_cohort, read_cohort
-from data.contract import FIELD_BY_NAME, FIELDS, FOLLOW_UP_SUBSCALES, Kind
-from data.simulate import simulate_cohort
+from womac.data.cohort import CohortError, inspect_cohort, read_cohort
+from womac.data.contract import FIELD_BY_NAME, FIELDS, FOLLOW_UP_SUBSCALES, Kind
+from womac.data.simulate import simulate_cohort
 
 REQUIRED = (
     "patient_id",

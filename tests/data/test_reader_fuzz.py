@@ -24,10 +24,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from data.cohort import Cohort, CohortError, Problem, inspect_cohort, read_cohort
-from data.contract import FIELD_BY_NAME, FIELDS, Kind
-from pipeline.cli import app
 from tests.conftest import womac_command
+from womac.data.cohort import Cohort, CohortError, Problem, inspect_cohort, read_cohort
+from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind
+from womac.pipeline.cli import app
 
 # A value no rule may echo: it stands for a patient's data in any cell.
 CANARY = "Zq-canary-7731"

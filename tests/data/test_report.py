@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from data.cohort import inspect_cohort, read_cohort
-from data.contract import FOLLOW_UP_SUBSCALES
-from data.report import summarise
+from womac.data.cohort import inspect_cohort, read_cohort
+from womac.data.contract import FOLLOW_UP_SUBSCALES
+from womac.data.report import summarise
 
 HEADER = (
     "patient_id,age,sex,bmi,joint,kl_grade,womac_pain_0,womac_stiffness_0,womac_function_0,"

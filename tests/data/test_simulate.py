@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.cohort import read_cohort, womac_total
-from data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Kind
-from data.simulate import ORACLE, simulate_cohort
+from womac.data.cohort import read_cohort, womac_total
+from womac.data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Kind
+from womac.data.simulate import ORACLE, simulate_cohort
 
 LARGE = 20_000
 

@@ -12,10 +12,10 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from data.cohort import Cohort, model_input, read_cohort
-from data.contract import FOLLOW_UP_SUBSCALES
-from data.settings import Settings
-from data.simulate import simulate_cohort
+from womac.data.cohort import Cohort, model_input, read_cohort
+from womac.data.contract import FOLLOW_UP_SUBSCALES
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
 
 # A seed no training in this suite uses: these patients are new to every model.
 FRESH_SEED = 987654

@@ -12,16 +12,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.cohort import model_input, read_cohort
-from data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES, as_request
-from data.settings import Settings
-from data.simulate import simulate_cohort
-from models.eligibility import protocol_from
-from models.explain import explain
-from models.scoring import score
-from pipeline.predict import WARNING_SEPARATOR, score_cohort
-from serve.model import load_champion
 from tests.conftest import settings_env, womac_command
+from womac.data.cohort import model_input, read_cohort
+from womac.data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES, as_request
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
+from womac.models.eligibility import protocol_from
+from womac.models.explain import explain
+from womac.models.scoring import score
+from womac.pipeline.predict import WARNING_SEPARATOR, score_cohort
+from womac.serve.model import load_champion
 
 from .conftest import FRESH_SEED
 
@@ -228,7 +228,7 @@ def test_file_has_the_same_numbers_as_the_api_for_the_same_patient(
 def test_a_file_scored_in_chunks_gives_the_same_file(
     trained: Any, store: Any, tmp_path: Path
 ) -> None:
-    from pipeline.predict import score_cohort
+    from womac.pipeline.predict import score_cohort
 
     data = tmp_path / "cohort.csv"
     simulate_cohort(450, 2024)[0].to_csv(data, index=False)
@@ -253,8 +253,8 @@ def test_a_file_scored_in_chunks_gives_the_same_file(
 def test_a_bad_row_in_a_late_chunk_leaves_no_output(
     trained: Any, store: Any, tmp_path: Path
 ) -> None:
-    from data.cohort import CohortError
-    from pipeline.predict import score_cohort
+    from womac.data.cohort import CohortError
+    from womac.pipeline.predict import score_cohort
 
     frame = simulate_cohort(300, 2025)[0]
     frame = frame.astype({"bmi": object})

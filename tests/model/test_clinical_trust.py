@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.cohort import read_cohort, womac_total
-from data.contract import WOMAC_TOTAL_MAX
-from data.settings import Settings
-from data.simulate import simulate_cohort
-from models.eligibility import Protocol, protocol_from
-from models.evaluation import responder_metrics, subgroup_labels
-from models.scoring import Scores, score
-from models.uncertainty import responder_threshold
+from womac.data.cohort import read_cohort, womac_total
+from womac.data.contract import WOMAC_TOTAL_MAX
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
+from womac.models.eligibility import Protocol, protocol_from
+from womac.models.evaluation import responder_metrics, subgroup_labels
+from womac.models.scoring import Scores, score
+from womac.models.uncertainty import responder_threshold
 
 from .conftest import FRESH_SEED
 

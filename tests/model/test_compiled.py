@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.cohort import model_input, patients_columns, read_cohort
-from data.contract import ELIGIBILITY_FLAGS, FIELDS, PREDICTOR_NAMES, Role
-from data.simulate import simulate_cohort
-from models.eligibility import Protocol
-from models.explain import explain
-from models.scoring import Scorer
+from womac.data.cohort import model_input, patients_columns, read_cohort
+from womac.data.contract import ELIGIBILITY_FLAGS, FIELDS, PREDICTOR_NAMES, Role
+from womac.data.simulate import simulate_cohort
+from womac.models.eligibility import Protocol
+from womac.models.explain import explain
+from womac.models.scoring import Scorer
 
 PATIENTS = 2000
 

@@ -18,10 +18,10 @@ from lightgbm import LGBMRegressor
 from sklearn.dummy import DummyRegressor
 from sklearn.pipeline import Pipeline
 
-from data.contract import BASELINE_SUBSCALES, FIELD_BY_NAME, PREDICTOR_NAMES, Kind
-from features.encoding import field_of
-from models.candidates import CANDIDATES
-from models.explain import explain
+from womac.data.contract import BASELINE_SUBSCALES, FIELD_BY_NAME, PREDICTOR_NAMES, Kind
+from womac.features.encoding import field_of
+from womac.models.candidates import CANDIDATES
+from womac.models.explain import explain
 
 # Additive in the contract fields: interventional Shapley values are exact and closed-form.
 ADDITIVE = ("mean", "baseline_womac", "ridge")

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from data.settings import get_settings
-from data.simulate import simulate_cohort
-from models.store import champion_version
-from pipeline.cli import app
-from serve.model import ModelUnavailableError, load_champion
 from tests.conftest import registry_client, settings_env, store_settings
+from womac.data.settings import get_settings
+from womac.data.simulate import simulate_cohort
+from womac.models.store import champion_version
+from womac.pipeline.cli import app
+from womac.serve.model import ModelUnavailableError, load_champion
 
 MODEL_NAME = "womac-improvement"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from data.cohort import CohortError, model_input, read_cohort
-from data.contract import FIELDS, PREDICTOR_NAMES, Role
-from data.settings import Settings
-from data.simulate import simulate_cohort
-from models.explain import explain
-from models.store import connect, load_pipeline
-from pipeline.train import train
-from serve.model import load_champion
 from tests.conftest import registry_client, store_settings
+from womac.data.cohort import CohortError, model_input, read_cohort
+from womac.data.contract import FIELDS, PREDICTOR_NAMES, Role
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
+from womac.models.explain import explain
+from womac.models.store import connect, load_pipeline
+from womac.pipeline.train import train
+from womac.serve.model import load_champion
 
 MODEL_NAME = "womac-improvement"
 SMALL = 600

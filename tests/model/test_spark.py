@@ -19,13 +19,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from data.cohort import CohortError
-from data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Role
-from data.settings import Settings
-from data.simulate import simulate_cohort
-from models.eligibility import protocol_from
-from pipeline.predict import SCORE_COLUMNS, BatchSummary, score_cohort
 from tests.conftest import settings_env, womac_command
+from womac.data.cohort import CohortError
+from womac.data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Role
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
+from womac.models.eligibility import protocol_from
+from womac.pipeline.predict import SCORE_COLUMNS, BatchSummary, score_cohort
 
 from .conftest import FRESH_SEED
 
@@ -41,7 +41,7 @@ TEXT_COLUMNS = {name: str for name, kind in SCORE_COLUMNS if kind == "string"}
 def spark() -> Iterator[Any]:
     """One local[2] Spark session for the module (skipped when pyspark is not installed)."""
     pytest.importorskip("pyspark")
-    from pipeline.spark import start_spark
+    from womac.pipeline.spark import start_spark
 
     session = start_spark("local[2]")
     yield session
@@ -89,7 +89,7 @@ def export(frame: pd.DataFrame, path: Path) -> Path:
 
 
 def score_on_spark(spark: Any, data: Path, out: Path, store: Settings) -> BatchSummary:
-    from pipeline.spark import score_cohort_spark
+    from womac.pipeline.spark import score_cohort_spark
 
     return score_cohort_spark(
         data,
@@ -228,7 +228,7 @@ def _rule(name: str) -> str:
 def test_a_failed_job_leaves_the_previous_output_and_no_partial_one(
     spark: Any, trained: Any, store: Settings, tmp_path: Path
 ) -> None:
-    from pipeline.spark import SparkEngineError
+    from womac.pipeline.spark import SparkEngineError
 
     data = export(patients(150, FRESH_SEED + 7), tmp_path / "cohort.parquet")
     _corrupt_last_row_group(data)  # the footer is intact: the last of three tasks fails
@@ -262,7 +262,7 @@ def _corrupt_last_row_group(path: Path) -> None:
 def test_a_folder_it_did_not_write_is_never_replaced(
     spark: Any, trained: Any, store: Settings, tmp_path: Path
 ) -> None:
-    from pipeline.spark import SparkEngineError
+    from womac.pipeline.spark import SparkEngineError
 
     data = export(patients(20, FRESH_SEED + 8), tmp_path / "cohort.csv")
     out = tmp_path / "results"

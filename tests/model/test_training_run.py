@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from data.contract import PREDICTOR_NAMES
-from data.settings import Settings
-from models.candidates import CANDIDATES, COMPARATOR
-from models.eligibility import Protocol
-from models.evaluation import SUBGROUPS
-from models.explain import explain
-from models.scoring import score
-from models.store import REPORT_ARTIFACT, connect, load_pipeline
+from womac.data.contract import PREDICTOR_NAMES
+from womac.data.settings import Settings
+from womac.models.candidates import CANDIDATES, COMPARATOR
+from womac.models.eligibility import Protocol
+from womac.models.evaluation import SUBGROUPS
+from womac.models.explain import explain
+from womac.models.scoring import score
+from womac.models.store import REPORT_ARTIFACT, connect, load_pipeline
 
 MODEL_NAME = "womac-improvement"
 CHAMPION_URI = f"models:/{MODEL_NAME}@champion"

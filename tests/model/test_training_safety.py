@@ -17,12 +17,12 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from data.cohort import model_input, read_cohort
-from data.settings import Settings
-from data.simulate import simulate_cohort
-from models import store
-from pipeline import train as training
 from tests.conftest import registry_client, settings_env, store_settings, womac_command
+from womac.data.cohort import model_input, read_cohort
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
+from womac.models import store
+from womac.pipeline import train as training
 
 MODEL = "womac-improvement"
 SMALL = 800

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from data.contract import as_request
-from data.settings import Settings
-from data.simulate import simulate_cohort
-from serve.main import create_app
+from womac.data.contract import as_request
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
+from womac.serve.main import create_app
 
 PATIENT_SEED = 424242  # never used for training
 

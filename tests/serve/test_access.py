@@ -15,10 +15,10 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from data.contract import FIELD_BY_NAME
-from data.settings import Settings
-from serve.main import create_app
 from tests.conftest import free_port, settings_env, store_settings, womac_command
+from womac.data.contract import FIELD_BY_NAME
+from womac.data.settings import Settings
+from womac.serve.main import create_app
 
 KEY = "clinic-key-5d0b8e2a9f4c41e7b3a6d1c8e0f2a4b6"
 OPEN_PATHS = ("/health", "/", "/static/page.js", "/static/page.css")

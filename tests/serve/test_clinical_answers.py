@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from data.cohort import patients_frame
-from data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
-from models.eligibility import Protocol
-from models.scoring import score
+from womac.data.cohort import patients_frame
+from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
+from womac.models.eligibility import Protocol
+from womac.models.scoring import score
 
 from .conftest import (
     assert_answer_shape,

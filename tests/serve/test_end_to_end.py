@@ -13,8 +13,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.contract import PREDICTOR_NAMES, as_request
-from data.settings import Settings
 from tests.conftest import (
     registry_client,
     run_womac,
@@ -22,6 +20,8 @@ from tests.conftest import (
     settings_env,
     store_settings,
 )
+from womac.data.contract import PREDICTOR_NAMES, as_request
+from womac.data.settings import Settings
 
 from .conftest import (
     assert_answer_shape,

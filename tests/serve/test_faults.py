@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from data.cohort import model_input, patients_frame
-from data.contract import PREDICTOR_NAMES
-from data.settings import Settings
-from data.simulate import simulate_cohort
 from tests.conftest import Server, registry_client, serving, store_settings
+from womac.data.cohort import model_input, patients_frame
+from womac.data.contract import PREDICTOR_NAMES
+from womac.data.settings import Settings
+from womac.data.simulate import simulate_cohort
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +53,7 @@ def register_versions(pipeline: Any, settings: Settings, count: int) -> dict[str
     """
     import mlflow
 
-    from models.store import connect, log_pipeline
+    from womac.models.store import connect, log_pipeline
 
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     simulated, _ = simulate_cohort(2, 7)

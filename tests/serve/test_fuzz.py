@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 
-from data.settings import Settings
-from serve.main import create_app
 from tests.conftest import store_settings
+from womac.data.settings import Settings
+from womac.serve.main import create_app
 
 # Bounded so the file takes well under a minute on two cores; a failure prints the request
 # that reproduces it.

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from data.contract import FIELD_BY_NAME, FIELDS, Role
-from data.settings import Settings
 from tests.conftest import running_server
+from womac.data.contract import FIELD_BY_NAME, FIELDS, Role
+from womac.data.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

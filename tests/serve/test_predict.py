@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
-from data.contract import FIELD_BY_NAME, PREDICTOR_NAMES
-from data.settings import Settings
-from serve.main import create_app
+from womac.data.contract import FIELD_BY_NAME, PREDICTOR_NAMES
+from womac.data.settings import Settings
+from womac.serve.main import create_app
 
 PREDICT = "/v1/predict"
 

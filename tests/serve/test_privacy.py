@@ -20,8 +20,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from data.settings import Settings
 from tests.conftest import run_womac, serving, settings_env, store_settings
+from womac.data.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from data.contract import PREDICTOR_NAMES
-from models.candidates import COMPARATOR
-from serve.main import create_app
 from tests.conftest import registry_client, store_settings
+from womac.data.contract import PREDICTOR_NAMES
+from womac.models.candidates import COMPARATOR
+from womac.serve.main import create_app
 
 
 def test_health_says_the_champion_is_loaded(client: TestClient, trained: Any) -> None:

@@ -1,0 +1,137 @@
+"""The one settings object: paths, tracking store, registry names, seed, thresholds, limits.
+
+Read from the environment (prefix ``WOMAC_``) and a ``.env`` file in the working directory.
+MLflow's own ``MLFLOW_TRACKING_URI`` is honoured. Nothing happens at import time.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from womac.data.contract import ELIGIBILITY_FLAGS
+
+
+class Settings(BaseSettings):
+    """Configuration of training, scoring and serving."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WOMAC_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    tracking_uri: str | None = Field(
+        default=None,
+        description="MLflow tracking URI; default MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.",
+    )
+    artifact_root: Path = Field(
+        default=Path("mlruns"),
+        description="Where new experiments keep their artifacts when the store is local.",
+    )
+    generated_dir: Path = Field(
+        default=Path("generated"), description="Where simulated cohorts are written."
+    )
+    experiment_name: str = "womac"
+    model_name: str = "womac-improvement"
+    champion_alias: str = "champion"
+
+    seed: int = Field(default=20261125, description="Seed of every random choice.")
+    default_cohort_size: int = Field(default=5000, ge=50)
+    test_fraction: float = Field(default=0.2, gt=0.05, lt=0.5)
+    cv_folds: int = Field(default=5, ge=2, le=20)
+    interval_level: float = Field(default=0.8, gt=0.5, lt=1.0, description="Interval coverage.")
+    store_lock_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="How long a training waits for another one to finish with a local store.",
+    )
+    tuning_rows: int = Field(
+        default=50_000,
+        ge=100,
+        description="At most this many training patients for model selection and calibration; "
+        "the chosen model is fitted on all of them.",
+    )
+
+    gate_slope_min: float = Field(default=0.8, description="Promotion: lowest calibration slope.")
+    gate_slope_max: float = Field(
+        default=1.25, description="Promotion: highest calibration slope."
+    )
+    gate_coverage_tolerance: float = Field(
+        default=0.03, description="Promotion: largest held-out coverage gap from nominal."
+    )
+
+    excluded_kl_grades: list[int] = Field(
+        default=[4], description="Protocol: KL grades excluded from MSC therapy."
+    )
+    exclusion_flags: list[str] = Field(
+        default=["avascular_necrosis", "active_infection", "immune_disorder"],
+        description="Protocol: conditions that exclude a patient.",
+    )
+
+    responder_min_points: float = Field(
+        default=9.0, description="Clinically important improvement: at least this many points."
+    )
+    responder_min_fraction: float = Field(
+        default=0.2, description="... and at least this fraction of the baseline total."
+    )
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    api_key: SecretStr | None = Field(
+        default=None, description="Required in X-API-Key on every route but /health and the page."
+    )
+    allow_network_without_key: bool = Field(
+        default=False,
+        description="Serve beyond 127.0.0.1 without an API key (otherwise it binds to loopback).",
+    )
+    cors_origins: list[str] = Field(
+        default=[], description="Origins allowed to call the API from a browser (none by default)."
+    )
+    max_body_bytes: int = Field(default=1_000_000, ge=1_000, description="Larger bodies get 413.")
+    max_batch_size: int = Field(default=1000, ge=1)
+
+    spark_master: str | None = Field(
+        default=None,
+        description="Spark master of `womac predict --engine spark` (local[2], spark://host:7077, "
+        "yarn, ...); default SPARK_MASTER, else local[*] (every core of this machine).",
+    )
+
+    def resolved_tracking_uri(self) -> str:
+        """The tracking URI to use: ours, then MLflow's variable, then a local SQLite file."""
+        if self.tracking_uri:
+            return self.tracking_uri
+        env_uri = os.environ.get("MLFLOW_TRACKING_URI")
+        if env_uri:
+            return env_uri
+        return f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+    def resolved_spark_master(self) -> str:
+        """The Spark master to use: ours, then Spark's ``SPARK_MASTER``, then every local core."""
+        return self.spark_master or os.environ.get("SPARK_MASTER") or "local[*]"
+
+    def resolved_artifact_root(self) -> str:
+        """Absolute artifact location for new experiments, so the store works from any folder."""
+        return self.artifact_root.resolve().as_uri()
+
+    @field_validator("exclusion_flags")
+    @classmethod
+    def _known_flags(cls, flags: list[str]) -> list[str]:
+        known = {field.name for field in ELIGIBILITY_FLAGS}
+        unknown = [flag for flag in flags if flag not in known]
+        if unknown:
+            raise ValueError(f"not eligibility fields of the contract: {', '.join(unknown)}")
+        return flags
+
+    @property
+    def model_uri(self) -> str:
+        """URI of the served model: the champion alias of the registered model."""
+        return f"models:/{self.model_name}@{self.champion_alias}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()

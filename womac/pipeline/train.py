@@ -1,0 +1,765 @@
+"""Training: validate -> split -> select -> calibrate -> evaluate -> log -> register -> promote.
+
+One MLflow run per training, with a nested run per candidate. Patients are split once, a
+patient's joints together: training (model selection by cross-validation, fitting, and the
+cross-conformal interval and responder probability from out-of-fold errors) and held-out (set
+aside before anything is fitted, used for no choice, scored once for the final figures). The
+new model is registered only when every step before succeeded, and becomes champion only when
+it passes the promotion gates on this run's held-out patients.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+from sklearn.model_selection import GridSearchCV, cross_val_predict
+from sklearn.pipeline import Pipeline
+
+from womac.data.cohort import (
+    Cohort,
+    model_input,
+    patients_frame,
+    read_cohort,
+    womac_total,
+)
+from womac.data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
+from womac.data.report import DataReport, summarise
+from womac.data.settings import Settings
+from womac.data.simulate import ORACLE, simulate_cohort
+from womac.features.encoding import UNKNOWN, field_of
+from womac.models.candidates import CANDIDATES, COMPARATOR, Candidate
+from womac.models.evaluation import Evaluation, evaluate
+from womac.models.explain import explain
+from womac.models.metrics import regression_metrics
+from womac.models.store import (
+    REPORT_ARTIFACT,
+    champion_version,
+    connect,
+    create_store,
+    load_pipeline,
+    log_pipeline,
+)
+from womac.models.uncertainty import OutcomeModel, difficulty_model
+from womac.pipeline.files import atomic_write_csv
+from womac.pipeline.plots import (
+    observed_vs_predicted,
+    residuals,
+    responder_calibration,
+    shap_summary,
+    subgroup_forest,
+)
+from womac.pipeline.report import ReportContext, render_report
+from womac.pipeline.safety import (
+    checkpoint,
+    held_interrupts,
+    interrupt_pending,
+    interrupts_handled,
+    store_lock,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from mlflow import ActiveRun
+
+logger = logging.getLogger(__name__)
+
+MIN_TRAINING_ROWS = 50
+PLOTTED_PATIENTS = 5_000
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on; nothing was registered."""
+
+
+@dataclass(slots=True)
+class CandidateResult:
+    """One candidate after cross-validation and its single held-out evaluation."""
+
+    name: str
+    description: str
+    params: dict[str, Any]
+    cv: dict[str, float]
+    test: dict[str, float]
+    pipeline: Pipeline
+    run_id: str = ""
+
+
+@dataclass(slots=True)
+class Promotion:
+    """Whether the new version became champion, and why."""
+
+    promoted: bool
+    reason: str
+    champion_rmse: float | None = None
+
+
+@dataclass(slots=True)
+class TrainingResult:
+    """What a training run produced, for the summary table and for tests."""
+
+    run_id: str
+    experiment_id: str
+    data: DataReport
+    n_train: int
+    n_test: int
+    candidates: list[CandidateResult]
+    chosen: str
+    oracle_test: dict[str, float] | None
+    model_version: str
+    promotion: Promotion
+    seconds: float
+    evaluation: Evaluation
+    pipeline: Pipeline
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def chosen_result(self) -> CandidateResult:
+        """The selected candidate."""
+        return next(c for c in self.candidates if c.name == self.chosen)
+
+
+def default_cohort(settings: Settings) -> tuple[Path, Path]:
+    """Write the simulated default cohort (and its oracle) unless it is already there."""
+    n, seed = settings.default_cohort_size, settings.seed
+    path = settings.generated_dir / f"cohort-n{n}-seed{seed}.csv"
+    oracle_path = path.with_name(path.stem + "-oracle.csv")
+    if not (path.exists() and oracle_path.exists()):
+        cohort, oracle = simulate_cohort(n, seed)
+        atomic_write_csv(pd.concat([cohort["patient_id"], oracle], axis=1), oracle_path)
+        atomic_write_csv(cohort, path)
+    return path, oracle_path
+
+
+def train(
+    data: Path | None,
+    settings: Settings,
+    *,
+    on_step: Callable[[str], None] = lambda _: None,
+) -> TrainingResult:
+    """Train, compare, calibrate, log and register a model of 12-month WOMAC improvement.
+
+    Parameters
+    ----------
+    data
+        A cohort CSV in the contract with 12-month scores; ``None`` for the simulated
+        default cohort of ``settings.default_cohort_size`` patients.
+    settings
+        Tracking store, registry names, seed, split, CV, interval and gate settings.
+    on_step
+        Called with a short description as each step starts (for a progress display).
+
+    Raises
+    ------
+    data.cohort.CohortError
+        When the cohort breaks the contract; nothing is logged or registered.
+    TrainingError
+        When the cohort is too small to train on.
+    KeyboardInterrupt
+        On SIGINT or SIGTERM (in the main thread): the MLflow run is closed as failed, no
+        version stays registered and no alias moves. While MLflow writes, the interrupt
+        waits for the end of the current step, so no database transaction is cut.
+    """
+    with interrupts_handled():
+        return _train(data, settings, on_step)
+
+
+def _train(
+    data: Path | None, settings: Settings, on_step: Callable[[str], None]
+) -> TrainingResult:
+    started = time.perf_counter()
+    on_step("Validating cohort")
+    oracle: pd.Series | None = None
+    if data is None:
+        data, oracle_path = default_cohort(settings)
+        cohort = read_cohort(data, require_outcomes=True)
+        oracle_frame = pd.read_csv(oracle_path)
+        oracle = cohort.frame["patient_id"].map(
+            dict(zip(oracle_frame["patient_id"].astype(str), oracle_frame[ORACLE], strict=True))
+        )
+    else:
+        cohort = read_cohort(data, require_outcomes=True)
+    report = summarise(cohort, path=Path(data))
+    usable = cohort.trainable.to_numpy()
+    if usable.sum() < MIN_TRAINING_ROWS:
+        raise TrainingError(
+            f"{cohort.source} has {int(usable.sum())} usable rows (complete predictors and "
+            f"12-month scores); at least {MIN_TRAINING_ROWS} are needed to train"
+        )
+
+    on_step("Splitting off held-out patients")
+    frame = cohort.frame[usable].reset_index(drop=True)
+    split = _split(frame, settings)
+    patients = model_input(frame)
+    improvement = cohort.target[usable].to_numpy(dtype=float)
+    groups = frame["patient_id"].to_numpy()
+    x_fit, y_fit = patients.iloc[split.fit], improvement[split.fit]
+    x_test, y_test = patients.iloc[split.test], improvement[split.test]
+
+    # Large cohorts tune and calibrate on a sample of training patients (selection curves
+    # and conformal quantiles are settled long before 50,000); every model is then fitted
+    # on all of them.
+    tuning = _tuning_rows(split.fit, groups, settings)
+    x_tune, y_tune = patients.iloc[tuning], improvement[tuning]
+    candidates: list[CandidateResult] = []
+    for candidate in CANDIDATES.values():
+        on_step(f"Cross-validating {candidate.name}")
+        result = _select(candidate, x_tune, y_tune, groups[tuning], settings)
+        if len(tuning) < len(split.fit):
+            result.pipeline = clone(result.pipeline).fit(x_fit, y_fit)
+        candidates.append(result)
+    # Selection uses cross-validation on the training patients only.
+    chosen = min(candidates, key=lambda c: c.cv["rmse"])
+
+    on_step(f"Calibrating the {settings.interval_level:.0%} interval and responder probability")
+    served = _calibrate(chosen, frame, improvement, groups, tuning, settings)
+
+    on_step("Scoring held-out patients")
+    for result in candidates:
+        result.test = regression_metrics(y_test, result.pipeline.predict(x_test))
+    evaluation = evaluate(served, frame.iloc[split.test], y_test, settings.seed)
+    oracle_test = None
+    if oracle is not None:
+        oracle_test = regression_metrics(y_test, oracle[usable].to_numpy(dtype=float)[split.test])
+
+    on_step("Waiting for the tracking store")
+    with store_lock(settings.resolved_tracking_uri(), settings.store_lock_timeout_s):
+
+        def next_step(step: str) -> None:
+            checkpoint()
+            on_step(step)
+
+        with held_interrupts():
+            return _track_and_register(
+                settings=settings,
+                on_step=next_step,
+                started=started,
+                cohort=cohort,
+                report=report,
+                split=split,
+                candidates=candidates,
+                chosen=chosen,
+                served=served,
+                evaluation=evaluation,
+                oracle_test=oracle_test,
+                x_test=x_test,
+                y_test=y_test,
+            )
+
+
+def _track_and_register(
+    *,
+    settings: Settings,
+    on_step: Callable[[str], None],
+    started: float,
+    cohort: Cohort,
+    report: DataReport,
+    split: Split,
+    candidates: list[CandidateResult],
+    chosen: CandidateResult,
+    served: Pipeline,
+    evaluation: Evaluation,
+    oracle_test: dict[str, float] | None,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+) -> TrainingResult:
+    """The MLflow phase, holding the store: log, decide promotion, register."""
+    create_store(settings.resolved_tracking_uri(), settings.resolved_artifact_root())
+    client = connect(settings.resolved_tracking_uri())
+    experiment_id = _experiment(client, settings)
+    import mlflow
+
+    # Nested runs take the active experiment, not their parent's: set it for both.
+    mlflow.set_experiment(experiment_id=experiment_id)
+    with _training_run(experiment_id) as run:
+        on_step("Logging candidates to MLflow")
+        _log_run(cohort, report, settings, chosen, candidates, evaluation, oracle_test, split)
+        on_step("Drawing plots and SHAP summary")
+        figures = _figures(chosen, served, x_test, y_test, evaluation)
+        for name, figure in figures.items():
+            mlflow.log_figure(figure, f"plots/{name}.png")
+        on_step("Comparing with the current champion")
+        promotion = _decide_promotion(client, settings, served, evaluation, x_test, y_test)
+        on_step("Writing the model report")
+        context = ReportContext(
+            run_id=run.info.run_id,
+            settings=settings,
+            data=report,
+            split=split.sizes(),
+            candidates=candidates,
+            chosen=chosen.name,
+            evaluation=evaluation,
+            oracle_test=oracle_test,
+            promotion_reason=promotion.reason,
+            promoted=promotion.promoted,
+            fields_used=_fields_used(served),
+            figures=figures,
+        )
+        mlflow.log_text(render_report(context), REPORT_ARTIFACT)
+        on_step("Logging the fitted pipeline")
+        model_info = log_pipeline(served, _input_example(settings.seed))
+        on_step("Registering the model")
+        version = _register(client, settings, model_info.model_uri, run.info.run_id, promotion)
+        mlflow.set_tags({"model_version": version, "promoted": str(promotion.promoted)})
+
+    return TrainingResult(
+        run_id=run.info.run_id,
+        experiment_id=experiment_id,
+        data=report,
+        n_train=len(split.fit),
+        n_test=len(split.test),
+        candidates=candidates,
+        chosen=chosen.name,
+        oracle_test=oracle_test,
+        model_version=version,
+        promotion=promotion,
+        seconds=time.perf_counter() - started,
+        evaluation=evaluation,
+        pipeline=served,
+        notes=list(cohort.notes),
+    )
+
+
+@contextmanager
+def _training_run(experiment_id: str) -> Iterator[ActiveRun]:
+    """The training's MLflow run: closed as killed when interrupted, failed on an error."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
+        try:
+            yield run
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """Row positions of the training and the held-out patients."""
+
+    fit: np.ndarray
+    test: np.ndarray
+
+    def sizes(self) -> dict[str, int]:
+        """Patients in each part."""
+        return {"training": len(self.fit), "held-out": len(self.test)}
+
+
+def _split(frame: pd.DataFrame, settings: Settings) -> Split:
+    """Held-out patients set aside first; a patient's joints stay on one side."""
+    held_out = _sample_patients(
+        frame["patient_id"].to_numpy(), settings.test_fraction, settings.seed
+    )
+    rows = np.arange(len(frame))
+    return Split(fit=rows[~held_out], test=rows[held_out])
+
+
+def _sample_patients(groups: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Rows of a random ``fraction`` of patients (all of each one's joints), in linear time.
+
+    scikit-learn's group splitters compare patient ids pairwise; at 400,000 patients that
+    took minutes here.
+    """
+    codes, patients = pd.factorize(groups)
+    chosen = np.zeros(len(patients), dtype=bool)
+    count = round(fraction * len(patients))
+    chosen[np.random.default_rng(seed).permutation(len(patients))[:count]] = True
+    return chosen[codes]
+
+
+Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+def group_folds(groups: np.ndarray, n_folds: int, seed: int) -> Folds:
+    """K folds with all of a patient's joints in one fold, patients shuffled by the seed.
+
+    scikit-learn's ``GroupKFold(shuffle=True)`` takes 36 s for 40,000 patients here (it
+    is quadratic in the number of groups); this is linear.
+    """
+    patient, _ = pd.factorize(groups)
+    order = np.random.default_rng(seed).permutation(patient.max() + 1)
+    fold_of_patient = np.empty_like(order)
+    fold_of_patient[order] = np.arange(len(order)) % n_folds
+    fold = fold_of_patient[patient]
+    rows = np.arange(len(groups))
+    return [(rows[fold != k], rows[fold == k]) for k in range(n_folds)]
+
+
+def _tuning_rows(training: np.ndarray, groups: np.ndarray, settings: Settings) -> np.ndarray:
+    """Training rows for selection and calibration: all, or whole patients up to the cap."""
+    if len(training) <= settings.tuning_rows:
+        return training
+    share = settings.tuning_rows / len(training)
+    return training[_sample_patients(groups[training], share, settings.seed + 2)]
+
+
+def _calibrate(
+    chosen: CandidateResult,
+    frame: pd.DataFrame,
+    improvement: np.ndarray,
+    groups: np.ndarray,
+    rows: np.ndarray,
+    settings: Settings,
+) -> Pipeline:
+    """The served pipeline: the chosen model with its conformal predictive distribution.
+
+    Out-of-fold errors come from the ``rows`` training patients; the chosen pipeline itself
+    was fitted on all training patients.
+    """
+    training = frame.iloc[rows]
+    x_fit, y_fit = model_input(training), improvement[rows]
+    fold_of = np.empty(len(rows), dtype=int)
+    splits = group_folds(groups[rows], settings.cv_folds, settings.seed)
+    for fold, (_, inside) in enumerate(splits):
+        fold_of[inside] = fold
+    out_of_fold = cross_val_predict(clone(chosen.pipeline), x_fit, y_fit, cv=splits)
+    encoder = chosen.pipeline.named_steps["preprocess"]
+    names = list(encoder.get_feature_names_out())
+    outcome = OutcomeModel(
+        regressor=chosen.pipeline.named_steps["model"],
+        difficulty=difficulty_model(settings.seed),
+        level=settings.interval_level,
+        responder_min_points=settings.responder_min_points,
+        responder_min_fraction=settings.responder_min_fraction,
+    ).fit(
+        np.asarray(encoder.transform(x_fit), dtype=float),
+        y_fit,
+        out_of_fold=out_of_fold,
+        folds=fold_of,
+        baseline_total=womac_total(training).to_numpy(dtype=float),
+        domain_columns=[
+            i
+            for i, column in enumerate(names)
+            if FIELD_BY_NAME[field_of(column)].required and not column.endswith(f"__{UNKNOWN}")
+        ],
+        # Groups whose coverage must hold: each level of a required category field, and the
+        # patients with a required value unknown. The cut is the encoded value of 0.5.
+        group_columns=[
+            (i, (0.5 - encoder.mean_[i]) / encoder.scale_[i])
+            for i, column in enumerate(names)
+            if FIELD_BY_NAME[field_of(column)].required
+            and (
+                column.endswith(f"__{UNKNOWN}")
+                or FIELD_BY_NAME[field_of(column)].kind is Kind.CATEGORY
+            )
+        ],
+    )
+    return Pipeline([("preprocess", encoder), ("model", outcome)])
+
+
+def _fields_used(pipeline: Pipeline) -> list[str]:
+    return [encoding["field"] for encoding in pipeline.named_steps["preprocess"].encodings_]
+
+
+def _select(
+    candidate: Candidate,
+    x_train: pd.DataFrame,
+    y_train: np.ndarray,
+    groups: np.ndarray,
+    settings: Settings,
+) -> CandidateResult:
+    """Tune one candidate by grouped K-fold CV on the training split and refit the best."""
+    folds = group_folds(groups, settings.cv_folds, settings.seed)
+    search = GridSearchCV(
+        candidate.build(settings.seed),
+        [candidate.grid],
+        scoring={
+            "rmse": "neg_root_mean_squared_error",
+            "mae": "neg_mean_absolute_error",
+            "r2": "r2",
+        },
+        refit="rmse",
+        cv=folds,
+        n_jobs=1,
+        error_score="raise",
+    )
+    with warnings.catch_warnings():
+        # Spline bases of the ridge candidate are collinear by design; the penalty handles it.
+        warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+        search.fit(x_train, y_train, groups=groups)
+    best = search.best_index_
+    results = search.cv_results_
+    cv = {
+        "rmse": float(-results["mean_test_rmse"][best]),
+        "rmse_sd": float(results["std_test_rmse"][best]),
+        "mae": float(-results["mean_test_mae"][best]),
+        "r2": float(results["mean_test_r2"][best]),
+    }
+    return CandidateResult(
+        name=candidate.name,
+        description=candidate.description,
+        params={k: v for k, v in search.best_params_.items()},
+        cv=cv,
+        test={},
+        pipeline=search.best_estimator_,
+    )
+
+
+def _experiment(client: Any, settings: Settings) -> str:
+    experiment = client.get_experiment_by_name(settings.experiment_name)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    return str(
+        client.create_experiment(
+            settings.experiment_name, artifact_location=settings.resolved_artifact_root()
+        )
+    )
+
+
+def _log_run(
+    cohort: Cohort,
+    report: DataReport,
+    settings: Settings,
+    chosen: CandidateResult,
+    candidates: list[CandidateResult],
+    evaluation: Evaluation,
+    oracle_test: dict[str, float] | None,
+    split: Split,
+) -> None:
+    import mlflow
+
+    mlflow.set_tags(
+        {
+            "data.source": cohort.source,
+            "data.sha256": report.sha256 or "",
+            "chosen_model": chosen.name,
+            "code.git_commit": _git_commit(),
+            "code.womac_version": _environment()["womac"],
+            "seed": str(settings.seed),
+        }
+    )
+    mlflow.log_params(
+        {
+            "data_rows": report.rows,
+            "lost_to_follow_up": report.lost_to_follow_up,
+            "incomplete_predictors": report.incomplete_predictors,
+            "n_train": len(split.fit),
+            "n_test": len(split.test),
+            "seed": settings.seed,
+            "cv_folds": settings.cv_folds,
+            "test_fraction": settings.test_fraction,
+            "interval_level": settings.interval_level,
+            "responder_min_points": settings.responder_min_points,
+            "responder_min_fraction": settings.responder_min_fraction,
+            "chosen_model": chosen.name,
+            "fields_used": ",".join(name for name in PREDICTOR_NAMES if name in cohort.present),
+        }
+    )
+    mlflow.log_dict(report.as_dict(), "data/summary.json")
+    mlflow.log_dict(_environment(), "environment/packages.json")
+    mlflow.log_dict(evaluation.as_dict(), "evaluation/held_out.json")
+    for result in candidates:
+        with mlflow.start_run(run_name=result.name, nested=True) as child:
+            mlflow.set_tags({"candidate": result.name, "chosen": str(result is chosen)})
+            mlflow.log_params({"description": result.description, **result.params})
+            mlflow.log_metrics({f"cv_{k}": v for k, v in result.cv.items()})
+            mlflow.log_metrics({f"test_{k}": v for k, v in result.test.items() if np.isfinite(v)})
+            result.run_id = child.info.run_id
+    metrics = evaluation.metrics()
+    metrics |= {f"cv_{k}": v for k, v in chosen.cv.items()}
+    comparator = next(c for c in candidates if c.name == COMPARATOR)
+    metrics |= {f"comparator_test_{k}": v for k, v in comparator.test.items()}
+    if oracle_test is not None:
+        metrics |= {f"oracle_test_{k}": v for k, v in oracle_test.items()}
+    mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
+
+
+def _environment() -> dict[str, str]:
+    """Versions of Python and of every package the model depends on."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    packages = (
+        "womac",
+        "numpy",
+        "pandas",
+        "scipy",
+        "scikit-learn",
+        "lightgbm",
+        "skops",
+        "mlflow",
+        "shap",
+        "matplotlib",
+    )
+    found = {"python": platform.python_version()}
+    for package in packages:
+        try:
+            found[package] = version(package)
+        except PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def _git_commit() -> str:
+    """The commit of the code that trained, or why there is none (e.g. an installed wheel)."""
+    import subprocess
+
+    folder = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown (not a git checkout)"
+    return commit + ("+uncommitted changes" if dirty else "")
+
+
+def _figures(
+    chosen: CandidateResult,
+    served: Pipeline,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+    evaluation: Evaluation,
+) -> dict[str, Figure]:
+    if len(y_test) > PLOTTED_PATIENTS:  # a plot of more points shows nothing more
+        shown = np.random.default_rng(0).choice(len(y_test), PLOTTED_PATIENTS, replace=False)
+        x_test, y_test = x_test.iloc[shown], y_test[shown]
+    explanation = explain(served, x_test)
+    predicted = explanation.expected_improvement
+    title = f"{chosen.name}, held-out patients (n={len(y_test)})"
+    return {
+        "observed_vs_predicted": observed_vs_predicted(y_test, predicted, title),
+        "residuals": residuals(y_test, predicted, title),
+        "shap_summary": shap_summary(explanation, x_test, title),
+        "responder_calibration": responder_calibration(evaluation, title),
+        "subgroups": subgroup_forest(evaluation, title),
+    }
+
+
+def _input_example(seed: int) -> pd.DataFrame:
+    """Two simulated patients (never a real one), the second with optional fields unknown."""
+    simulated, _ = simulate_cohort(2, seed)
+    records: list[dict[str, Any]] = [
+        {str(k): v for k, v in row.items()}
+        for row in simulated[list(PREDICTOR_NAMES)].to_dict("records")
+    ]
+    for name in ("symptom_years", "activity_level", "cell_dose_millions", "prp"):
+        records[1][name] = None
+    return model_input(patients_frame(records))
+
+
+def _rmse(observed: np.ndarray, predicted: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((observed - predicted) ** 2)))
+
+
+def _decide_promotion(
+    client: Any,
+    settings: Settings,
+    served: Pipeline,
+    evaluation: Evaluation,
+    x_test: pd.DataFrame,
+    y_test: np.ndarray,
+) -> Promotion:
+    """Promotion gates, on this run's held-out patients (before anything is registered).
+
+    The new model becomes champion only if its calibration slope is within the configured
+    band, its interval coverage within the tolerance of nominal, and it beats the current
+    champion's RMSE on the same patients.
+    """
+    refusals: list[str] = []
+    passes: list[str] = []
+    slope = evaluation.point["calibration_slope"]
+    band = f"{settings.gate_slope_min:g}-{settings.gate_slope_max:g}"
+    if np.isfinite(slope) and settings.gate_slope_min <= slope <= settings.gate_slope_max:
+        passes.append(f"calibration slope {slope:.2f} within {band}")
+    else:
+        refusals.append(f"calibration slope {slope:.2f} outside {band}")
+    gap = evaluation.coverage - evaluation.level
+    # Below ~680 held-out patients the 95% sampling error of a coverage estimate exceeds
+    # 3 points; the gate then refuses only a gap that sampling cannot explain.
+    noise = 1.96 * np.sqrt(evaluation.level * (1 - evaluation.level) / max(evaluation.n, 1))
+    allowed = max(settings.gate_coverage_tolerance, noise)
+    why = (
+        f", the sampling error at n={evaluation.n}"
+        if noise > settings.gate_coverage_tolerance
+        else ""
+    )
+    coverage = (
+        f"{evaluation.level:.0%} interval covers {evaluation.coverage:.1%} of held-out "
+        f"patients (allowed gap {allowed:.1%}{why})"
+    )
+    (passes if abs(gap) <= allowed else refusals).append(coverage)
+
+    current = champion_version(client, settings.model_name, settings.champion_alias)
+    champion_rmse = None
+    if current is None:
+        passes.append("no champion yet")
+    else:
+        try:
+            champion = load_pipeline(f"models:/{settings.model_name}/{current.version}")
+            champion_rmse = _rmse(y_test, champion.predict(x_test))
+        except Exception as error:  # an unloadable champion cannot be served either
+            logger.warning("champion v%s cannot score: %s", current.version, type(error).__name__)
+            passes.append(f"champion v{current.version} cannot score ({type(error).__name__})")
+        else:
+            new_rmse = _rmse(y_test, served.predict(x_test))
+            # Computed the same way for both; an identical model does not "beat" itself.
+            beats = new_rmse < champion_rmse - 1e-9
+            versus = (
+                f"held-out RMSE {new_rmse:.3f} {'beats' if beats else 'does not beat'} "
+                f"champion v{current.version} ({champion_rmse:.3f})"
+            )
+            (passes if beats else refusals).append(versus)
+    reason = "; ".join(refusals or passes)
+    return Promotion(not refusals, reason, champion_rmse)
+
+
+def _register(
+    client: Any, settings: Settings, model_uri: str, run_id: str, promotion: Promotion
+) -> str:
+    """Register the logged model; move the alias only if promoted; undo on any failure.
+
+    Runs with interrupts held (see :func:`train`): if one arrives meanwhile, the version is
+    deleted and the alias put back before it is raised, so a killed training registers nothing.
+    """
+    import mlflow
+
+    name, alias = settings.model_name, settings.champion_alias
+    previous = champion_version(client, name, alias)
+    version: str | None = None
+    try:
+        version = str(mlflow.register_model(model_uri, name).version)
+        client.set_model_version_tag(name, version, "run_id", run_id)
+        verdict = "champion" if promotion.promoted else "not promoted"
+        client.set_model_version_tag(name, version, "promotion", verdict)
+        client.set_model_version_tag(name, version, "promotion_reason", promotion.reason)
+        if promotion.promoted:
+            client.set_registered_model_alias(name, alias, version)
+    except BaseException:
+        _undo_registration(client, name, alias, version, previous)
+        raise
+    if interrupt_pending():
+        _undo_registration(client, name, alias, version, previous)
+        checkpoint()
+    return version
+
+
+def _undo_registration(
+    client: Any, name: str, alias: str, version: str | None, previous: Any | None
+) -> None:
+    """Delete a half-registered version and put the champion alias back where it was."""
+    if version is None:
+        return
+    if previous is not None:
+        client.set_registered_model_alias(name, alias, previous.version)
+    client.delete_model_version(name, version)

@@ -1,0 +1,144 @@
+"""The FastAPI application: the champion is loaded once at start-up, and on reload."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+
+from womac.data.settings import Settings, get_settings
+from womac.serve.champion import ChampionLookup
+from womac.serve.dependencies import require_api_key
+from womac.serve.limits import BodyLimit
+from womac.serve.logs import RequestLog
+from womac.serve.routes import admin, health, model, page, predict
+from womac.serve.routes.page import STATIC_DIR
+from womac.serve.schemas import ErrorMessage
+
+logger = logging.getLogger("womac.serve")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; ``uvicorn serve.main:create_app --factory`` runs it."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Start the registry lookup first: it runs in a child process while this one
+        # imports the scoring stack (scikit-learn, skops, LightGBM) below.
+        lookup = ChampionLookup(settings)
+        from womac.serve.model import ModelUnavailableError, load_champion
+
+        try:
+            app.state.model = load_champion(settings, lookup)
+        except ModelUnavailableError as problem:
+            logger.error("serving without a model: %s", problem)
+            app.state.model_problem = str(problem)
+        loop = asyncio.get_running_loop()
+        with suppress(NotImplementedError, RuntimeError, ValueError):
+            # `kill -HUP <pid>` picks up a moved champion alias without a restart.
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_model(app)))
+        yield
+
+    key_required = settings.api_key is not None
+    app = FastAPI(
+        title="womac",
+        summary="Expected 12-month WOMAC improvement after MSC therapy, explained.",
+        version="0.1.0",
+        lifespan=lifespan,
+        # With a key, nothing but the page and /health is open, the API description included.
+        docs_url=None if key_required else "/docs",
+        redoc_url=None,
+        openapi_url=None if key_required else "/openapi.json",
+    )
+    app.state.settings = settings
+    app.state.model = None
+    app.state.model_problem = "The model is still loading."
+    app.state.reload_lock = asyncio.Lock()
+    # Added first, so it runs inside the request log: a refused body is logged like any other.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestLog)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
+        )
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.include_router(health.router)
+    app.include_router(page.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    # Without a key the routes are open, and the API description must not claim otherwise.
+    protected = [Depends(require_api_key)] if key_required else []
+    refusals: dict[int | str, dict[str, Any]] = {
+        status.HTTP_503_SERVICE_UNAVAILABLE: {
+            "model": ErrorMessage,
+            "description": "No model is loaded; the message gives the command that makes one.",
+        },
+    }
+    if key_required:
+        refusals[status.HTTP_401_UNAUTHORIZED] = {
+            "model": ErrorMessage,
+            "description": "The X-API-Key header is missing or not accepted.",
+        }
+    for router in (model.router, predict.router, admin.router):
+        app.include_router(router, dependencies=protected, responses=refusals)
+    return app
+
+
+async def reload_model(app: FastAPI) -> dict[str, Any]:
+    """Load the model the champion alias points to now, then swap it in.
+
+    Requests keep being answered by the current model while the new one loads (in a worker
+    thread); the swap is a single assignment, so no request fails or sees half a model. If
+    the new champion cannot be loaded, the current model keeps serving.
+    """
+    from womac.serve.model import ModelUnavailableError, load_champion
+
+    settings: Settings = app.state.settings
+    async with app.state.reload_lock:
+        previous = app.state.model
+        before = previous.version if previous is not None else None
+        try:
+            loaded = await run_in_threadpool(
+                lambda: load_champion(settings, ChampionLookup(settings))
+            )
+        except ModelUnavailableError as problem:
+            logger.error("reload failed; still serving version %s: %s", before, problem)
+            return {"reloaded": False, "serving_version": before, "reason": str(problem)}
+        app.state.model = loaded
+        logger.info("reloaded: serving version %s (was %s)", loaded.version, before)
+        return {"reloaded": True, "serving_version": loaded.version, "previous_version": before}
+
+
+async def _validation_error(request: Request, error: Exception) -> JSONResponse:
+    """422 naming each bad field and the rule it broke, without echoing what was sent."""
+    assert isinstance(error, RequestValidationError)
+    detail = [
+        {
+            # Unparseable JSON is located by character offset, which is not a field.
+            "field": "body"
+            if issue["type"] == "json_invalid"
+            else ".".join(str(part) for part in issue["loc"] if part != "body") or "body",
+            "loc": list(issue["loc"]),
+            "msg": "The body is not valid JSON."
+            if issue["type"] == "json_invalid"
+            else issue["msg"],
+            "type": issue["type"],
+        }
+        for issue in error.errors()
+    ]
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
+    )
