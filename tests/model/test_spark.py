@@ -307,7 +307,7 @@ def test_womac_predict_engine_spark_end_to_end(
 def test_engine_spark_without_pyspark_says_how_to_install_it(tmp_path: Path) -> None:
     """Without the extra, a clear refusal (the rest of the product works without it)."""
     blocked = (
-        "import sys; sys.modules['pyspark'] = None; from pipeline.cli import main; "
+        "import sys; sys.modules['pyspark'] = None; from womac.pipeline.cli import main; "
         "sys.argv = ['womac', 'predict', '--engine', 'spark', '--data', 'cohort.csv', "
         "'--out', 'scores.parquet']; main()"
     )
