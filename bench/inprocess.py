@@ -34,11 +34,16 @@ def main() -> None:
     args = parser.parse_args()
 
     from womac.data.settings import Settings
+    from womac.models.compiled import CompiledPatient
+    from womac.models.explain import Attributor
     from womac.serve.model import load_champion
     from womac.serve.schemas import PatientRequest, Prediction
 
     model = load_champion(Settings())
-    compiled = model.scorer.compiled
+    pipeline = model.pipeline
+    compiled = CompiledPatient(
+        pipeline.named_steps["preprocess"], pipeline.named_steps["model"], Attributor(pipeline)
+    )
     request = PatientRequest.model_validate(PATIENT)
     record = request.model_dump()
     row = compiled.encode(record)
@@ -48,9 +53,10 @@ def main() -> None:
         ("validation (request schema)", lambda: PatientRequest.model_validate(PATIENT)),
         ("features (encode one row)", lambda: compiled.encode(record)),
         ("prediction + explanation (TreeSHAP)", lambda: compiled.attribute(row)),
+        ("interval and probability", lambda: compiled.score(record)),
         (
-            "interval, probability, eligibility, warnings",
-            lambda: compiled.score(record, model.protocol),
+            "the scorer's answer (+ eligibility, warnings)",
+            lambda: model.scorer.answer_records([record]),
         ),
         ("answer assembly (per-field notes)", lambda: model.predict([record])),
         (

@@ -17,18 +17,19 @@ from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES, as_request
 from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
+from womac.features.encoding import frame_columns
 from womac.models.eligibility import protocol_from
 from womac.models.explain import explain
-from womac.models.scoring import score
-from womac.pipeline.predict import WARNING_SEPARATOR, score_cohort
+from womac.models.scoring import Scorer
+from womac.pipeline.predict import LIST_SEPARATORS, score_cohort
 from womac.serve.model import load_champion
 
 from .conftest import FRESH_SEED
 
 CHAMPION_URI = "models:/womac-improvement@champion"
 TOP = 3
-ROUNDING = 5e-4 + 1e-9  # the file carries three decimals
-P_ROUNDING = 5e-5 + 1e-9  # ... and four for the probability
+EXACT = 1e-9  # the file carries every digit
+WARNING_SEPARATOR = LIST_SEPARATORS["warnings"]
 BLANK_AGE_ROW, BLANK_FUNCTION_ROW = 3, 7
 KL4_ROW, INFECTION_ROW, HIGH_BMI_ROW = 10, 11, 12
 SCORE_COLUMNS = (
@@ -36,9 +37,10 @@ SCORE_COLUMNS = (
     "expected_improvement",
     "interval_lower",
     "interval_upper",
+    "level",
     "p_clinically_important",
     "candidate",
-    "not_candidate_because",
+    "reasons",
     "warnings",
     "note",
 )
@@ -134,14 +136,14 @@ def test_scores_and_top_contributions_are_those_of_the_explanation(
         scores.loc[rows, "expected_improvement"],
         explanation.expected_improvement,
         rtol=0,
-        atol=ROUNDING,
+        atol=EXACT,
     )
     for i, row in enumerate(rows):
         for rank, (field, contribution) in enumerate(explanation.top(i, TOP), start=1):
             assert field in PREDICTOR_NAMES
             assert scores.loc[row, f"top{rank}_field"] == field
             assert scores.loc[row, f"top{rank}_contribution"] == pytest.approx(
-                contribution, abs=ROUNDING
+                contribution, abs=EXACT
             )
 
 
@@ -151,16 +153,17 @@ def test_interval_probability_and_eligibility_are_those_of_the_served_scoring(
     data, scores, _ = scored
     cohort = read_cohort(data)
     rows = scored_rows(data)
-    expected = score(trained.pipeline, cohort.frame.iloc[rows], protocol_from(store))
+    scorer = Scorer(trained.pipeline, protocol_from(store))
+    expected = scorer.answer_columns(frame_columns(cohort.frame.iloc[rows]))
 
     for column, values, tolerance in (
-        ("interval_lower", expected.lower, ROUNDING),
-        ("interval_upper", expected.upper, ROUNDING),
-        ("p_clinically_important", expected.p_clinically_important, P_ROUNDING),
+        ("interval_lower", expected.lower, EXACT),
+        ("interval_upper", expected.upper, EXACT),
+        ("p_clinically_important", expected.p_clinically_important, EXACT),
     ):
         np.testing.assert_allclose(scores.loc[rows, column], values, rtol=0, atol=tolerance)
     assert [flag(value) for value in scores.loc[rows, "candidate"]] == (
-        expected.eligibility.candidate.tolist()
+        expected.candidate.tolist()
     )
     for i, row in enumerate(rows):
         assert text(scores.loc[row, "warnings"]) == WARNING_SEPARATOR.join(expected.warnings[i])
@@ -173,22 +176,20 @@ def test_protocol_exclusions_and_a_bmi_outside_training_are_in_the_file(
     kl4, infection, high_bmi = (scores.loc[row] for row in (KL4_ROW, INFECTION_ROW, HIGH_BMI_ROW))
 
     assert flag(kl4["candidate"]) is False
-    assert "Kellgren-Lawrence grade 4" in kl4["not_candidate_because"]
+    assert "Kellgren-Lawrence grade 4" in kl4["reasons"]
     assert flag(infection["candidate"]) is False
-    assert FIELD_BY_NAME["active_infection"].label in infection["not_candidate_because"]
+    assert FIELD_BY_NAME["active_infection"].label in infection["reasons"]
     # Still scored: the answer says the patient is outside the protocol, not nothing at all.
     for row in (kl4, infection):
         assert np.isfinite(row["expected_improvement"])
 
     assert flag(high_bmi["candidate"]) is True
-    assert pd.isna(high_bmi["not_candidate_because"])
-    bmi = next(
-        e for e in trained.pipeline.named_steps["preprocess"].encodings_ if e["field"] == "bmi"
-    )
+    assert pd.isna(high_bmi["reasons"])
+    bmi = trained.pipeline.named_steps["preprocess"].encoding_of("bmi")
     bmi_warning = next(
         w for w in text(high_bmi["warnings"]).split(WARNING_SEPARATOR) if w.startswith("BMI")
     )
-    assert f"{bmi['minimum']:g}-{bmi['maximum']:g}" in bmi_warning
+    assert f"{bmi.minimum:g}-{bmi.maximum:g}" in bmi_warning
     assert "60" not in bmi_warning
 
 
@@ -206,23 +207,17 @@ def test_file_has_the_same_numbers_as_the_api_for_the_same_patient(
     for row, answer in zip(rows, answers, strict=True):
         file_row = scores.loc[row]
         assert file_row["expected_improvement"] == pytest.approx(
-            answer["expected_improvement"], abs=ROUNDING
+            answer["expected_improvement"], abs=EXACT
         )
-        assert file_row["interval_lower"] == pytest.approx(
-            answer["interval"]["lower"], abs=ROUNDING
-        )
-        assert file_row["interval_upper"] == pytest.approx(
-            answer["interval"]["upper"], abs=ROUNDING
-        )
+        assert file_row["interval_lower"] == pytest.approx(answer["interval"]["lower"], abs=EXACT)
+        assert file_row["interval_upper"] == pytest.approx(answer["interval"]["upper"], abs=EXACT)
         assert file_row["p_clinically_important"] == pytest.approx(
-            answer["p_clinically_important"], abs=P_ROUNDING
+            answer["p_clinically_important"], abs=EXACT
         )
         assert flag(file_row["candidate"]) is answer["eligibility"]["candidate"]
-        reasons = "; ".join(answer["eligibility"]["reasons"])
-        assert text(file_row["not_candidate_because"]) == reasons
-        # The API adds per-request notes (unknown or unused fields); the rest is the same.
-        file_warnings = text(file_row["warnings"]).split(WARNING_SEPARATOR)
-        assert set(filter(None, file_warnings)) <= set(answer["warnings"])
+        reasons = LIST_SEPARATORS["reasons"].join(answer["eligibility"]["reasons"])
+        assert text(file_row["reasons"]) == reasons
+        assert text(file_row["warnings"]) == WARNING_SEPARATOR.join(answer["warnings"])
 
 
 def test_a_file_scored_in_chunks_gives_the_same_file(

@@ -17,9 +17,10 @@ from womac.data.cohort import read_cohort, womac_total
 from womac.data.contract import WOMAC_TOTAL_MAX
 from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
+from womac.features.encoding import frame_columns
 from womac.models.eligibility import Protocol, protocol_from
 from womac.models.evaluation import responder_metrics, subgroup_labels
-from womac.models.scoring import Scores, score
+from womac.models.scoring import Answers, Scorer
 from womac.models.uncertainty import responder_threshold
 
 from .conftest import FRESH_SEED
@@ -38,7 +39,14 @@ class Scored:
     patients: pd.DataFrame
     observed: np.ndarray
     baseline: np.ndarray
-    scores: Scores
+    scores: Answers
+
+
+def score(
+    pipeline: Any, patients: pd.DataFrame, protocol: Protocol, level: float | None = None
+) -> Answers:
+    """The scorer's answers for typed patients (a cohort's frame)."""
+    return Scorer(pipeline, protocol).answer_columns(frame_columns(patients), level)
 
 
 @pytest.fixture(scope="module")
@@ -172,13 +180,12 @@ def test_patient_with_nothing_to_gain_gets_an_answer_on_the_scale(
     assert np.all(answer.upper <= 0)
     assert np.all(answer.expected_improvement <= answer.upper)
     # Capped, the explanation still adds up, and says why.
-    explanation = answer.explanation
     np.testing.assert_allclose(
-        explanation.base_value + explanation.contributions.sum(axis=1),
+        answer.base_value + answer.contributions.sum(axis=1),
         answer.expected_improvement,
         atol=1e-6,
     )
-    capped = answer.expected_improvement < explanation.base_value  # the cap pulled them down
+    capped = answer.expected_improvement < answer.base_value  # the cap pulled them down
     assert capped.any()
     assert all(any("capped" in w for w in answer.warnings[row]) for row in np.flatnonzero(capped))
 

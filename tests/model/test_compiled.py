@@ -1,4 +1,6 @@
-"""The compiled single-patient path gives what the sklearn pipeline and the array path give."""
+"""The scorer's fast path for one patient gives what the sklearn pipeline and the array path
+give: the same features, predictions, contributions, interval, probability, eligibility and
+warnings."""
 
 from __future__ import annotations
 
@@ -11,8 +13,8 @@ import pytest
 from womac.data.cohort import model_input, patients_columns, read_cohort
 from womac.data.contract import ELIGIBILITY_FLAGS, FIELDS, PREDICTOR_NAMES, Role
 from womac.data.simulate import simulate_cohort
-from womac.models.eligibility import Protocol
-from womac.models.explain import explain
+from womac.models.compiled import CompiledPatient
+from womac.models.explain import Attributor, explain
 from womac.models.scoring import Scorer
 
 PATIENTS = 2000
@@ -45,15 +47,22 @@ def scorer(trained: Any) -> Scorer:
     return Scorer(trained.pipeline)
 
 
+@pytest.fixture(scope="module")
+def compiled(trained: Any) -> CompiledPatient:
+    pipeline = trained.pipeline
+    return CompiledPatient(
+        pipeline.named_steps["preprocess"], pipeline.named_steps["model"], Attributor(pipeline)
+    )
+
+
 def test_features_predictions_and_contributions_match_the_pipeline(
-    trained: Any, scorer: Scorer, records: list[dict[str, Any]]
+    trained: Any, compiled: CompiledPatient, records: list[dict[str, Any]]
 ) -> None:
     pipeline = trained.pipeline
     patients = model_input(pd.DataFrame(patients_columns(records)))
     features = np.asarray(pipeline.named_steps["preprocess"].transform(patients), dtype=float)
     reference = explain(pipeline, patients)
     predicted = pipeline.predict(patients)
-    compiled = scorer.compiled
     for i, record in enumerate(records):
         row = compiled.encode(record)
         np.testing.assert_allclose(row, features[i], rtol=0, atol=1e-9)
@@ -66,23 +75,21 @@ def test_features_predictions_and_contributions_match_the_pipeline(
 def test_every_answer_matches_the_array_path(
     scorer: Scorer, records: list[dict[str, Any]]
 ) -> None:
-    protocol = Protocol()
-    batch = scorer.score(patients_columns(records), protocol)
+    batch = scorer.answer_columns(patients_columns(records))
     for i, record in enumerate(records):
-        one = scorer.score_records([record], protocol)
+        one = scorer.answer_records([record])
         assert one.expected_improvement[0] == pytest.approx(
             batch.expected_improvement[i], abs=1e-9
         )
-        np.testing.assert_allclose(
-            one.explanation.contributions[0], batch.explanation.contributions[i], atol=1e-9
-        )
+        assert one.base_value == pytest.approx(batch.base_value, abs=1e-9)
+        np.testing.assert_allclose(one.contributions[0], batch.contributions[i], atol=1e-9)
         assert one.lower[0] == pytest.approx(batch.lower[i], abs=1e-9)
         assert one.upper[0] == pytest.approx(batch.upper[i], abs=1e-9)
         assert one.p_clinically_important[0] == pytest.approx(
             batch.p_clinically_important[i], abs=1e-9
         )
-        assert bool(one.eligibility.candidate[0]) == bool(batch.eligibility.candidate[i])
-        assert one.eligibility.reasons[0] == batch.eligibility.reasons[i]
+        assert bool(one.candidate[0]) == bool(batch.candidate[i])
+        assert one.reasons[0] == batch.reasons[i]
         assert one.warnings[0] == batch.warnings[i]
 
 
@@ -90,16 +97,15 @@ def test_patients_outside_training_and_at_the_floor_match_too(
     scorer: Scorer, records: list[dict[str, Any]]
 ) -> None:
     """Out-of-range values, never-seen levels and capped estimates take the same path."""
-    protocol = Protocol()
     odd = [
         records[1] | {"bmi": 69.0, "age": 99.0},
         records[2] | {"womac_pain_0": 0.0, "womac_stiffness_0": 0.0, "womac_function_0": 0.0},
         records[4] | {"kl_grade": 4, "active_infection": True},
         records[5] | {"womac_pain_0": 20.0, "womac_stiffness_0": 8.0, "womac_function_0": 68.0},
     ]
-    batch = scorer.score(patients_columns(odd), protocol)
+    batch = scorer.answer_columns(patients_columns(odd))
     for i, record in enumerate(odd):
-        one = scorer.score_records([record], protocol)
+        one = scorer.answer_records([record])
         assert one.expected_improvement[0] == pytest.approx(
             batch.expected_improvement[i], abs=1e-9
         )
@@ -111,11 +117,11 @@ def test_patients_outside_training_and_at_the_floor_match_too(
         assert one.warnings[0] == batch.warnings[i]
     assert any("capped" in w for w in batch.warnings[1])
     assert any("BMI is above" in w for w in batch.warnings[0])
-    assert not batch.eligibility.candidate[2]
+    assert not batch.candidate[2]
 
 
 def test_identifier_and_outcome_fields_are_not_part_of_the_compiled_input(
-    scorer: Scorer, records: list[dict[str, Any]]
+    compiled: CompiledPatient, records: list[dict[str, Any]]
 ) -> None:
     record = records[7]
     with_extras = (
@@ -123,6 +129,4 @@ def test_identifier_and_outcome_fields_are_not_part_of_the_compiled_input(
         | {"patient_id": "CANARY-0001"}
         | {spec.name: 1.0 for spec in FIELDS if spec.role is Role.OUTCOME}
     )
-    np.testing.assert_array_equal(
-        scorer.compiled.encode(record), scorer.compiled.encode(with_extras)
-    )
+    np.testing.assert_array_equal(compiled.encode(record), compiled.encode(with_extras))

@@ -25,7 +25,8 @@ from womac.data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Role
 from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.models.eligibility import protocol_from
-from womac.pipeline.predict import SCORE_COLUMNS, BatchSummary, score_cohort
+from womac.pipeline.detail import Detail
+from womac.pipeline.predict import LIST_SEPARATORS, BatchSummary, score_cohort, score_columns
 
 from .conftest import FRESH_SEED
 
@@ -34,7 +35,8 @@ PIECE = 40  # rows per Spark task in these tests
 BLANK_AGE_ROW, KL4_ROW, HIGH_BMI_ROW, SECOND_JOINT_ROW, ALIAS_ROW = 3, 7, 11, 15, 20
 REQUIRED = [f.name for f in FIELDS if f.required and f.role is not Role.OUTCOME]
 OPTIONAL = [f.name for f in FIELDS if not f.required and f.role is not Role.OUTCOME]
-TEXT_COLUMNS = {name: str for name, kind in SCORE_COLUMNS if kind == "string"}
+SCORE_COLUMNS = score_columns(Detail.top3)
+TEXT_COLUMNS = {name: str for name, kind in SCORE_COLUMNS if kind != "double"}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +109,9 @@ def text(value: object) -> str:
 
 
 def flag(value: object) -> bool | None:
-    return None if value is None or pd.isna(value) else bool(value)
+    if value is None or pd.isna(value):
+        return None
+    return value if isinstance(value, bool) else {"True": True, "False": False}[str(value)]
 
 
 def assert_same_scores(spark_output: Path, single: pd.DataFrame) -> None:
@@ -122,6 +126,9 @@ def assert_same_scores(spark_output: Path, single: pd.DataFrame) -> None:
             )
         elif kind == "boolean":
             assert [flag(v) for v in scores[name]] == [flag(v) for v in single[name]], name
+        elif kind == "array<string>":  # a list in Parquet, joined in a CSV cell
+            joined = [None if v is None else LIST_SEPARATORS[name].join(v) for v in scores[name]]
+            assert [text(v) for v in joined] == [text(v) for v in single[name]], name
         else:
             assert [text(v) for v in scores[name]] == [text(v) for v in single[name]], name
 

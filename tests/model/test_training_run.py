@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from womac.data.contract import PREDICTOR_NAMES
+from womac.data.contract import FIELDS
 from womac.data.settings import Settings
+from womac.features.encoding import frame_columns
 from womac.models.candidates import CANDIDATES, COMPARATOR
-from womac.models.eligibility import Protocol
 from womac.models.evaluation import SUBGROUPS
 from womac.models.explain import explain
-from womac.models.scoring import score
+from womac.models.scoring import ANSWER_COLUMNS, Scorer
 from womac.models.store import REPORT_ARTIFACT, connect, load_pipeline
 
 MODEL_NAME = "womac-improvement"
@@ -116,8 +116,13 @@ def test_run_logs_plots_data_summary_and_a_signed_model(
     info = mlflow.models.get_model_info(f"models:/{MODEL_NAME}/{trained.model_version}")
     assert info.run_id == trained.run_id
     assert info.signature is not None
-    assert info.signature.inputs.input_names() == list(PREDICTOR_NAMES)
-    assert info.flavors["sklearn"]["serialization_format"] == "skops"
+    # Every contract field by name, for the model to check by the contract's rules.
+    assert info.signature.inputs.input_names() == [spec.name for spec in FIELDS]
+    assert info.signature.outputs.input_names() == [name for name, _ in ANSWER_COLUMNS]
+    pyfunc = info.flavors["python_function"]
+    assert pyfunc["loader_module"] == "mlflow.pyfunc.loaders.code_model"  # models-from-code
+    assert pyfunc["artifacts"]["pipeline"]["path"] == "artifacts/pipeline.skops"
+    assert pyfunc["code"] == "code"  # the womac package ships with it
 
 
 def test_no_patient_id_reaches_the_tracking_store(trained: Any, store: Settings) -> None:
@@ -151,8 +156,8 @@ def test_registered_champion_loads_back_and_answers_like_the_served_pipeline(
     np.testing.assert_array_equal(
         expected.predict(fresh_patients), trained.chosen_result.pipeline.predict(fresh_patients)
     )
-    from_registry = score(loaded, fresh_patients, Protocol())
-    from_training = score(expected, fresh_patients, Protocol())
+    from_registry = Scorer(loaded).answer_columns(frame_columns(fresh_patients))
+    from_training = Scorer(expected).answer_columns(frame_columns(fresh_patients))
     np.testing.assert_array_equal(from_registry.lower, from_training.lower)
     np.testing.assert_array_equal(from_registry.upper, from_training.upper)
     np.testing.assert_array_equal(

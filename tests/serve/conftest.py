@@ -100,5 +100,5 @@ def assert_clinical_case(
 def bmi_training_range(trained: Any) -> tuple[float, float]:
     """The BMI range the served model saw in training."""
     encoder = trained.pipeline.named_steps["preprocess"]
-    bmi = next(e for e in encoder.encodings_ if e["field"] == "bmi")
-    return float(bmi["minimum"]), float(bmi["maximum"])
+    bmi = encoder.encoding_of("bmi")
+    return bmi.minimum, bmi.maximum

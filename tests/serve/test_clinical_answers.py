@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 
 from womac.data.cohort import patients_frame
 from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
-from womac.models.eligibility import Protocol
-from womac.models.scoring import score
+from womac.features.encoding import frame_columns
+from womac.models.scoring import Scorer
 
 from .conftest import (
     assert_answer_shape,
@@ -72,7 +72,7 @@ def test_served_range_and_chance_are_the_trained_models(
     client: TestClient, patients: list[dict[str, Any]], trained: Any
 ) -> None:
     batch = patients[:5]
-    expected = score(trained.pipeline, patients_frame(batch), Protocol())
+    expected = Scorer(trained.pipeline).answer_columns(frame_columns(patients_frame(batch)))
     for row, patient in enumerate(batch):
         answer = client.post(PREDICT, json=patient).json()
         assert_answer_shape(answer)

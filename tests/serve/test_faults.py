@@ -53,7 +53,8 @@ def register_versions(pipeline: Any, settings: Settings, count: int) -> dict[str
     """
     import mlflow
 
-    from womac.models.store import connect, log_pipeline
+    from womac.models.eligibility import Protocol
+    from womac.models.store import PIPELINE_ARTIFACT, connect, log_model
 
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     simulated, _ = simulate_cohort(2, 7)
@@ -70,9 +71,11 @@ def register_versions(pipeline: Any, settings: Settings, count: int) -> dict[str
         )
         for _ in range(count):
             with mlflow.start_run(experiment_id=experiment):
-                info = log_pipeline(pipeline, example)
+                info = log_model(pipeline, example, Protocol())
             version = str(mlflow.register_model(info.model_uri, MODEL).version)
-            (files[version],) = settings.artifact_root.rglob(f"{info.model_id}/**/model.skops")
+            (files[version],) = settings.artifact_root.rglob(
+                f"{info.model_id}/**/{PIPELINE_ARTIFACT}.skops"
+            )
     finally:
         mlflow.set_tracking_uri(previous[0])
         mlflow.set_registry_uri(previous[1])

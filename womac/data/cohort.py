@@ -10,8 +10,8 @@ from __future__ import annotations
 import codecs
 import csv
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +44,16 @@ REQUIRED_PREDICTORS: tuple[str, ...] = tuple(
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One rule broken in one column, on the listed file lines (none for a whole column)."""
+    """One rule broken in one column, at the listed places (none for a whole column).
+
+    ``place`` says what the numbers count: file lines of an export (the header is line 1),
+    rows of a Parquet input (from 1), or positions in a DataFrame (from 0, as ``iloc``).
+    """
 
     column: str
     rule: str
     lines: tuple[int, ...] = ()
+    place: str = "line"
 
     def __str__(self) -> str:
         if not self.lines:
@@ -56,7 +61,7 @@ class Problem:
         shown = ", ".join(str(line) for line in self.lines[:_MAX_LINES_SHOWN])
         more = len(self.lines) - _MAX_LINES_SHOWN
         suffix = f" and {more} more" if more > 0 else ""
-        noun = "line" if len(self.lines) == 1 else "lines"
+        noun = self.place if len(self.lines) == 1 else f"{self.place}s"
         return f"{self.column}: {self.rule} ({noun} {shown}{suffix})"
 
 
@@ -424,6 +429,54 @@ def patients_columns(records: Sequence[Mapping[str, Any]]) -> dict[str, np.ndarr
     return columns
 
 
+def read_patients(frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Problem]]:
+    """Type patients given as a DataFrame by the contract's rules for a request.
+
+    The frame is what a data scientist has in hand: a cohort export read by
+    ``pd.read_csv`` (booleans as ``object`` when a column has blanks, pandas' string dtype
+    for text), rows of a Spark DataFrame, or a JSON request to a model server. Headers match
+    as in a cohort file (any case or spacing); every value goes through the same parsing
+    rules as a cohort file's text, so a value passes or fails here exactly as it would in an
+    export; numeric columns are checked as numbers without a detour through text. As in an
+    API request, every required predictor must be known (``kl_grade`` must be there, and
+    may be blank), optional fields may be absent, and the identifier and the 12-month
+    scores are not needed. Columns outside the contract are ignored.
+
+    Returns
+    -------
+    tuple
+        One column per predictor and eligibility flag, typed as :class:`Cohort` holds them
+        (values breaking a rule unknown), and the problems, by field, rule and position
+        (from 0, as ``iloc``). Problems never quote a value.
+    """
+    positions = np.arange(len(frame))
+    names = [normalise_header(name) for name in frame.columns]
+    problems: list[Problem] = []
+    repeated = sorted({n for n in names if n in FIELD_BY_NAME and names.count(n) > 1})
+    problems.extend(Problem(name, "column appears more than once") for name in repeated)
+    given = {name: i for i, name in enumerate(names) if name in FIELD_BY_NAME}
+    index = pd.RangeIndex(len(frame))
+    typed: dict[str, pd.Series] = {}
+    for name in _ASKABLE:
+        spec = FIELD_BY_NAME[name]
+        if name not in given:
+            if spec.required:
+                problems.append(Problem(name, "required column is missing"))
+            typed[name] = pd.Series(np.nan, index=index, dtype=object if _is_text(spec) else float)
+            continue
+        raw = frame.iloc[:, given[name]].reset_index(drop=True)
+        values, found, blank = parse_column(raw, spec, positions)
+        problems.extend(replace(problem, place="position") for problem in found)
+        if spec.required and not spec.blank_allowed and blank.any():
+            problems.append(
+                Problem(
+                    spec.name, "must not be blank", tuple(positions[blank].tolist()), "position"
+                )
+            )
+        typed[name] = values
+    return pd.DataFrame(typed, index=index), problems
+
+
 def patients_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """:func:`patients_columns` as a DataFrame."""
     return pd.DataFrame(patients_columns(records))
@@ -510,9 +563,12 @@ def _decodes(stream: Any, encoding: str) -> bool:
 def parse_column(
     raw: pd.Series, spec: PatientField, lines: np.ndarray
 ) -> tuple[pd.Series, list[Problem], np.ndarray]:
-    """Parse one column; returns the typed values, problems and the blank mask."""
-    text = raw.astype(str).str.strip()
-    blank = text.str.lower().isin(BLANK_TOKENS).to_numpy()
+    """Parse one column by the field's rules; returns the typed values, problems, blank mask.
+
+    ``raw`` is text as a cohort file holds it, or values of any dtype (a DataFrame's column):
+    a missing value (None, NaN, pandas' NA) is blank, numbers in a numeric column are checked
+    as numbers, and everything else is checked as the text a file would hold.
+    """
     problems: list[Problem] = []
 
     def flag(mask: np.ndarray, what: str) -> None:
@@ -520,6 +576,20 @@ def parse_column(
             problems.append(
                 Problem(spec.name, f"{what}: {spec.rule}", tuple(int(x) for x in lines[mask]))
             )
+
+    numeric = pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw)
+    if spec.is_numeric and numeric:
+        numbers = raw.to_numpy(dtype=float, na_value=np.nan)
+        blank = np.isnan(numbers)
+        return _check_numbers(numbers, blank, spec, flag, raw.index), problems, blank
+    if spec.kind is Kind.BOOLEAN and pd.api.types.is_bool_dtype(raw):
+        values = raw.to_numpy(dtype=float, na_value=np.nan)
+        return pd.Series(values, index=raw.index), problems, np.isnan(values)
+    if raw.dtype != object or raw.hasnans:
+        # Not text as read from a file: missing values become blanks, the rest its text.
+        raw = raw.astype(object).where(raw.notna(), "")
+    text = raw.astype(str).str.strip()
+    blank = text.str.lower().isin(BLANK_TOKENS).to_numpy()
 
     if spec.kind is Kind.IDENTIFIER:
         return text.where(~blank, np.nan).astype(object), problems, blank
@@ -543,6 +613,17 @@ def parse_column(
     decimal_comma = text.str.match(_DECIMAL_COMMA.pattern)
     text = text.where(~decimal_comma, text.str.replace(",", "."))
     numbers = pd.to_numeric(text.where(~blank, ""), errors="coerce").to_numpy(dtype=float)
+    return _check_numbers(numbers, blank, spec, flag, raw.index), problems, blank
+
+
+def _check_numbers(
+    numbers: np.ndarray,
+    blank: np.ndarray,
+    spec: PatientField,
+    flag: Callable[[np.ndarray, str], None],
+    index: pd.Index,
+) -> pd.Series:
+    """A numeric field's rules on parsed numbers: finite, whole where it must be, in range."""
     finite = np.isfinite(numbers)
     flag(~blank & ~finite, "not a number")
     if spec.kind is Kind.INTEGER:
@@ -551,5 +632,4 @@ def parse_column(
     high = spec.maximum if spec.maximum is not None else np.inf
     outside = finite & ((numbers < low) | (numbers > high))
     flag(~blank & outside, "out of range")
-    numbers = np.where(finite & ~outside, numbers, np.nan)
-    return pd.Series(numbers, index=raw.index), problems, blank
+    return pd.Series(np.where(finite & ~outside, numbers, np.nan), index=index)

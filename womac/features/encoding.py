@@ -12,6 +12,7 @@ improve held-out R^2 (0.410 with, 0.411 without).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,72 @@ from womac.data.contract import FIELD_BY_NAME, Kind
 
 UNKNOWN = "unknown"
 SEPARATOR = "__"
+
+
+@dataclass(frozen=True)
+class NumericEncoding:
+    """How one numeric field became model inputs, as learned from the training patients.
+
+    Attributes
+    ----------
+    field
+        The contract field.
+    minimum, maximum
+        The range of known values in training (beyond it, the model extrapolates).
+    fill
+        The value an unknown is imputed with (the training median).
+    indicator
+        Whether an ``__unknown`` column tells the model the value was unknown (training had
+        unknowns in this field).
+    spline
+        The fitted B-spline basis, or ``None`` when the field enters as its value.
+    columns
+        The field's model input columns, in order.
+    """
+
+    field: str
+    minimum: float
+    maximum: float
+    fill: float
+    indicator: bool
+    spline: SplineTransformer | None
+    columns: tuple[str, ...]
+
+    def outside(self, value: float) -> bool:
+        """Whether a known value lies beyond what the training patients had."""
+        return not self.minimum <= value <= self.maximum
+
+
+@dataclass(frozen=True)
+class CategoryEncoding:
+    """How one category field became one-hot model inputs, as learned from training.
+
+    Attributes
+    ----------
+    field
+        The contract field.
+    levels
+        The levels seen in training, one column each (a level never seen gets no column).
+    fill
+        The level an unknown is imputed with when training had no unknowns (the mode).
+    indicator
+        Whether an ``__unknown`` column stands for an unknown (or never seen) level.
+    columns
+        The field's model input columns, in order.
+    """
+
+    field: str
+    levels: tuple[str, ...]
+    fill: str
+    indicator: bool
+    columns: tuple[str, ...]
+
+    def outside(self, value: str) -> bool:
+        """Whether a known level was never seen in training (the model treats it as unknown)."""
+        return value not in self.levels
+
+
+FieldEncoding = NumericEncoding | CategoryEncoding
 
 
 def frame_columns(frame: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -92,7 +159,7 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         if missing:
             raise ValueError(f"input lacks the encoder's fields: {', '.join(missing)}")
         self.__dict__.pop("_encode_plan", None)
-        self.encodings_: list[dict[str, Any]] = []
+        self.encodings_: list[FieldEncoding] = []
         self.unused_fields_: list[str] = []
         for name in names:
             encoding = self._fit_field(name, frame[name])
@@ -128,28 +195,45 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         check_is_fitted(self, "encodings_")
         outside = {}
         for encoding in self.encodings_:
-            values = columns[encoding["field"]]
-            if encoding["kind"] == "numeric":
+            values = columns[encoding.field]
+            if isinstance(encoding, NumericEncoding):
                 numbers = np.asarray(values, dtype=float)
-                mask = (numbers < encoding["minimum"]) | (numbers > encoding["maximum"])
+                mask = (numbers < encoding.minimum) | (numbers > encoding.maximum)
             else:
                 text = np.asarray(values, dtype=object)
                 seen = np.zeros(len(text), dtype=bool)
-                for level in encoding["levels"]:  # a few levels: faster than isin on objects
+                for level in encoding.levels:  # a few levels: faster than isin on objects
                     seen |= np.equal(text, level)
                 mask = pd.notna(text) & ~seen
             if mask.any():
-                outside[encoding["field"]] = mask
+                outside[encoding.field] = mask
         return outside
+
+    @property
+    def fields_used(self) -> list[str]:
+        """The fields the model has inputs for, in encoding order (others contribute nothing)."""
+        check_is_fitted(self, "encodings_")
+        return [encoding.field for encoding in self.encodings_]
+
+    def encoding_of(self, field: str) -> FieldEncoding | None:
+        """How ``field`` is encoded, or ``None`` when the model has no input for it."""
+        check_is_fitted(self, "encodings_")
+        return next((e for e in self.encodings_ if e.field == field), None)
 
     def get_feature_names_out(self, input_features: Any = None) -> np.ndarray:
         """Model input names, each starting with the field it comes from."""
         check_is_fitted(self, "encodings_")
-        return np.asarray([c for e in self.encodings_ for c in e["columns"]], dtype=object)
+        return np.asarray([c for e in self.encodings_ for c in e.columns], dtype=object)
 
     # -- fitting ------------------------------------------------------------------------
 
-    def _fit_field(self, name: str, values: pd.Series) -> dict[str, Any] | None:
+    def __getstate__(self) -> dict[str, Any]:
+        # The encoding plan is derived from the fitted encodings; it is rebuilt, not stored.
+        state: dict[str, Any] = super().__getstate__()
+        state.pop("_encode_plan", None)
+        return state
+
+    def _fit_field(self, name: str, values: pd.Series) -> FieldEncoding | None:
         levels = self._levels(name, values)
         if levels is not None:
             counts = pd.Series(values, dtype=object).value_counts(dropna=True)
@@ -161,14 +245,13 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
             columns = [f"{name}{SEPARATOR}{level}" for level in seen]
             if has_unknown:
                 columns.append(f"{name}{SEPARATOR}{UNKNOWN}")
-            return {
-                "field": name,
-                "kind": "category",
-                "levels": seen,
-                "fill": mode,
-                "indicator": has_unknown,
-                "columns": columns,
-            }
+            return CategoryEncoding(
+                field=name,
+                levels=tuple(seen),
+                fill=mode,
+                indicator=has_unknown,
+                columns=tuple(columns),
+            )
 
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
         known = numbers[np.isfinite(numbers)]
@@ -184,16 +267,15 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
             columns = [f"{name}{SEPARATOR}spline{i}" for i in range(spline.n_features_out_)]
         if has_unknown:
             columns.append(f"{name}{SEPARATOR}{UNKNOWN}")
-        return {
-            "field": name,
-            "kind": "numeric",
-            "minimum": float(known.min()),
-            "maximum": float(known.max()),
-            "fill": float(np.median(known)),
-            "indicator": has_unknown,
-            "spline": spline,
-            "columns": columns,
-        }
+        return NumericEncoding(
+            field=name,
+            minimum=float(known.min()),
+            maximum=float(known.max()),
+            fill=float(np.median(known)),
+            indicator=has_unknown,
+            spline=spline,
+            columns=tuple(columns),
+        )
 
     def _levels(self, name: str, values: pd.Series) -> list[str] | None:
         """Allowed levels when the column is categorical, else ``None``."""
@@ -210,7 +292,7 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
 
     def _encode(self, columns: Mapping[str, np.ndarray]) -> np.ndarray:
         plan = self._plan()
-        n = len(columns[self.encodings_[0]["field"]]) if self.encodings_ else 0
+        n = len(columns[self.encodings_[0].field]) if self.encodings_ else 0
         out = np.empty((n, plan["width"]))
         # Plain numeric fields, all at once: fill unknowns, then value and indicator columns.
         if plan["plain"]:
@@ -221,7 +303,7 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
             out[:, plan["plain_value"]] = np.where(unknown, plan["plain_fill"], numbers)
             out[:, plan["plain_unknown_at"]] = unknown[:, plan["plain_unknown_of"]]
         for encoding, start in plan["other"]:
-            block = self._encode_field(encoding, columns[encoding["field"]])
+            block = self._encode_field(encoding, columns[encoding.field])
             out[:, start : start + block.shape[1]] = block
         return out
 
@@ -238,17 +320,17 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         plain_fill: list[float] = []
         unknown_at: list[int] = []
         unknown_of: list[int] = []
-        other: list[tuple[dict[str, Any], int]] = []
+        other: list[tuple[FieldEncoding, int]] = []
         start = 0
         for encoding in self.encodings_:
-            width = len(encoding["columns"])
-            if encoding["kind"] == "numeric" and encoding["spline"] is None:
+            width = len(encoding.columns)
+            if isinstance(encoding, NumericEncoding) and encoding.spline is None:
                 plain_value.append(start)
-                plain_fill.append(encoding["fill"])
-                if encoding["indicator"]:
+                plain_fill.append(encoding.fill)
+                if encoding.indicator:
                     unknown_at.append(start + 1)
                     unknown_of.append(len(plain))
-                plain.append(encoding["field"])
+                plain.append(encoding.field)
             else:
                 other.append((encoding, start))
             start += width
@@ -265,26 +347,26 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         return plan
 
     @staticmethod
-    def _encode_field(encoding: dict[str, Any], values: np.ndarray) -> np.ndarray:
-        if encoding["kind"] == "category":
-            levels = encoding["levels"]
+    def _encode_field(encoding: FieldEncoding, values: np.ndarray) -> np.ndarray:
+        if isinstance(encoding, CategoryEncoding):
+            levels = encoding.levels
             # Hash-based codes (comparing object arrays level by level is slow at scale);
             # -1 for a blank or a level never seen in training.
-            codes = pd.Index(levels).get_indexer(np.asarray(values, dtype=object))
-            if encoding["indicator"]:
+            codes = pd.Index(levels).get_indexer(pd.Index(np.asarray(values, dtype=object)))
+            if encoding.indicator:
                 column = np.where(codes < 0, len(levels), codes)  # the __unknown column
             else:
                 # Never unknown in training: the model cannot have learned what unknown means.
-                column = np.where(codes < 0, levels.index(encoding["fill"]), codes)
-            block = np.zeros((len(codes), len(levels) + int(encoding["indicator"])))
+                column = np.where(codes < 0, levels.index(encoding.fill), codes)
+            block = np.zeros((len(codes), len(levels) + int(encoding.indicator)))
             block[np.arange(len(codes)), column] = 1.0
             return block
 
         numbers = np.asarray(values, dtype=float)
         unknown = ~np.isfinite(numbers)
-        filled = np.where(unknown, encoding["fill"], numbers).reshape(-1, 1)
-        block = filled if encoding["spline"] is None else encoding["spline"].transform(filled)
-        if encoding["indicator"]:
+        filled = np.where(unknown, encoding.fill, numbers).reshape(-1, 1)
+        block = filled if encoding.spline is None else encoding.spline.transform(filled)
+        if encoding.indicator:
             return np.hstack([block, unknown[:, None].astype(float)])
         return block
 

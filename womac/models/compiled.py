@@ -1,12 +1,21 @@
-"""The served pipeline compiled, at load time, into a path for one patient at a time.
+"""The scorer's fast path for one patient: the same fitted objects, read once, on scalars.
 
-A clinician asks about one patient; the array path of :class:`~models.scoring.Scorer` pays
-NumPy's per-call overhead on ~100 tiny arrays for that. This path reads the same fitted
-objects (encodings, centring, boosters, conformal scores, training domain) once and then
-works on Python scalars and one encoded row, calling LightGBM's single-row C API.
-``tests/model/test_compiled.py`` checks it against the sklearn pipeline and the array path
-on thousands of simulated patients: same features, predictions, contributions, interval
-and probability to 1e-9.
+A clinician asks about one patient; the array path of :class:`~womac.models.scoring.Scorer`
+pays NumPy's per-call overhead on ~100 tiny arrays for that. This path reads the same fitted
+objects (the encoder's typed encodings and scaling, the boosters, the conformal scores, the
+training domain) once, at load, and then works on Python scalars and one encoded row. It is
+an implementation detail of the scorer, which builds the answer from what this returns
+exactly as it does from the array path; ``tests/model/test_compiled.py`` checks both against
+the sklearn pipeline on thousands of simulated patients (features, predictions,
+contributions, interval and probability to 1e-9, warnings and eligibility equal).
+
+Private LightGBM calls it relies on (``lightgbm.basic._LIB``, ``_safe_call``, ``_c_str`` and
+``Booster._handle``), and why: LightGBM's public ``Booster.predict`` re-parses its parameters
+and re-checks its input on every call, about 90 microseconds, more than the rest of an answer.
+The C API's single-row fast prediction (``LGBM_BoosterPredictForMatSingleRowFastInit`` /
+``...SingleRowFast``, public in LightGBM's C API) skips that, and the Python package exposes
+it only through those private names. If they change, :class:`SingleRowBooster` falls back to
+``Booster.predict`` (the same numbers, slower).
 """
 
 from __future__ import annotations
@@ -16,13 +25,14 @@ import math
 import threading
 from bisect import bisect_left
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from womac.data.contract import BASELINE_SUBSCALES, WOMAC_TOTAL_MAX
-from womac.models.eligibility import Protocol, assess
-from womac.models.explain import Attributor, Explanation
+from womac.features.encoding import CategoryEncoding, NumericEncoding, PatientEncoder
+from womac.models.explain import Attributor
 from womac.models.uncertainty import OutcomeModel, responder_threshold
 
 _PREDICT_NORMAL, _PREDICT_CONTRIB = 0, 3
@@ -32,9 +42,7 @@ _FLOAT64 = 1
 class SingleRowBooster:
     """LightGBM's single-row fast prediction (``LGBM_BoosterPredictForMatSingleRowFast``).
 
-    About 90 microseconds less per call than ``Booster.predict``, whose Python wrapper
-    re-parses parameters and re-checks the input every time. Falls back to
-    ``Booster.predict`` if the C API is not available.
+    Falls back to ``Booster.predict`` if the C API cannot be reached.
     """
 
     def __init__(self, booster: Any, contributions: bool) -> None:
@@ -88,87 +96,102 @@ class SingleRowBooster:
             self._lib.LGBM_FastConfigFree(self.config)
 
 
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    """Where one field's encoded columns start, with its fitted encoding."""
+
+    encoding: NumericEncoding | CategoryEncoding
+    start: int
+    positions: Mapping[str, int]  # category level -> column offset (empty for numbers)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientScore:
+    """One patient's numbers, and the facts the scorer words as warnings."""
+
+    expected_improvement: float
+    base_value: float
+    contributions: np.ndarray  # per predictor field, the cap's share included
+    lower: float
+    upper: float
+    p_clinically_important: float
+    outside: tuple[str, ...]  # fields with a known value beyond the training data
+    atypical: bool
+    capped: bool
+
+
 class CompiledPatient:
     """One patient's scores from the served pipeline, without DataFrames or batch overhead.
 
     Parameters
     ----------
     encoder
-        The fitted :class:`~features.encoding.PatientEncoder`.
+        The fitted :class:`~womac.features.encoding.PatientEncoder`.
     outcome
-        The fitted :class:`~models.uncertainty.OutcomeModel`.
+        The fitted :class:`~womac.models.uncertainty.OutcomeModel`.
     attributor
-        The pipeline's :class:`~models.explain.Attributor`.
+        The pipeline's :class:`~womac.models.explain.Attributor`.
     """
 
-    def __init__(self, encoder: Any, outcome: OutcomeModel, attributor: Attributor) -> None:
+    def __init__(
+        self, encoder: PatientEncoder, outcome: OutcomeModel, attributor: Attributor
+    ) -> None:
         self.mean = encoder.mean_
         self.scale = encoder.scale_
         self.width = len(self.mean)
-        self.fields: list[tuple[str, str, Any, int]] = []  # field, kind, details, start
+        self.slots: list[_Slot] = []
         start = 0
         for encoding in encoder.encodings_:
-            if encoding["kind"] == "category":
-                levels = {level: i for i, level in enumerate(encoding["levels"])}
-                details: Any = (levels, levels[encoding["fill"]], encoding["indicator"])
-            else:
-                details = (
-                    encoding["fill"],
-                    encoding["indicator"],
-                    encoding["spline"],
-                    encoding["minimum"],
-                    encoding["maximum"],
-                )
-            self.fields.append((encoding["field"], encoding["kind"], details, start))
-            start += len(encoding["columns"])
+            positions = (
+                {level: i for i, level in enumerate(encoding.levels)}
+                if isinstance(encoding, CategoryEncoding)
+                else {}
+            )
+            self.slots.append(_Slot(encoding, start, positions))
+            start += len(encoding.columns)
 
         self.attributor = attributor
-        model = attributor.model
         self.contributions = (
             SingleRowBooster(attributor.booster, contributions=True)
-            if hasattr(attributor, "booster")
+            if attributor.booster is not None
             else None
         )
-        self.coef = np.ravel(model.coef_) if hasattr(model, "coef_") else None
         self.baseline_index = [attributor.fields.index(name) for name in BASELINE_SUBSCALES]
 
         self.outcome = outcome
-        difficulty = outcome.difficulty_
+        booster = getattr(outcome.difficulty_, "booster_", None)
         self.difficulty = (
-            SingleRowBooster(difficulty.booster_, contributions=False)
-            if hasattr(difficulty, "booster_")
-            else None
+            SingleRowBooster(booster, contributions=False) if booster is not None else None
         )
         self.scores = outcome.scores_.tolist()
-        self.quantiles = {outcome.level: outcome._quantiles(outcome.level)}
+        self.quantiles = {outcome.level: outcome.quantiles(outcome.level)}
         self.recalibration = tuple(float(v) for v in outcome.recalibration_)
 
     def encode(self, record: Mapping[str, Any]) -> np.ndarray:
         """The encoded, centred and scaled row of one patient (as the pipeline would)."""
         row = np.zeros(self.width)
-        for name, kind, details, start in self.fields:
-            value = record.get(name)
-            if kind == "category":
-                levels, fill, indicator = details
-                position = levels.get(value) if isinstance(value, str) else None
+        for slot in self.slots:
+            encoding, start = slot.encoding, slot.start
+            value = record.get(encoding.field)
+            if isinstance(encoding, CategoryEncoding):
+                position = slot.positions.get(value) if isinstance(value, str) else None
                 if position is not None:
                     row[start + position] = 1.0
-                elif indicator:
-                    row[start + len(levels)] = 1.0
+                elif encoding.indicator:
+                    row[start + len(encoding.levels)] = 1.0
                 else:
-                    row[start + fill] = 1.0
+                    row[start + slot.positions[encoding.fill]] = 1.0
                 continue
-            fill, indicator, spline, _, _ = details
             known = value is not None and math.isfinite(float(value))
-            number = float(value) if value is not None and known else fill
-            if spline is None:
+            number = float(value) if value is not None and known else encoding.fill
+            if encoding.spline is None:
                 row[start] = number
                 width = 1
             else:
-                basis = spline.transform(np.array([[number]]))[0]
+                basis = encoding.spline.transform(np.array([[number]]))[0]
                 width = len(basis)
                 row[start : start + width] = basis
-            if indicator and not known:
+            if encoding.indicator and not known:
                 row[start + width] = 1.0
         return (row - self.mean) / self.scale
 
@@ -177,23 +200,12 @@ class CompiledPatient:
         if self.contributions is not None:
             shap_values = self.contributions.predict(row)
             columns, base = shap_values[:-1], float(shap_values[-1])
-        elif self.coef is not None:
-            columns = row * self.coef
-            base = float(np.ravel(self.attributor.model.intercept_)[0])
-        else:
-            columns = np.zeros_like(row)
-            base = float(np.ravel(self.attributor.model.constant_)[0])
-        return base, columns @ self.attributor.to_field
+            return base, columns @ self.attributor.to_field
+        base, columns = self.attributor.linear_terms(row[None, :])
+        return base, columns[0] @ self.attributor.to_field
 
-    def score(
-        self, record: Mapping[str, Any], protocol: Protocol, level: float | None = None
-    ) -> tuple[Explanation, float, float, float, Any, list[str]]:
-        """Explanation, interval, probability, eligibility and warning keys of one patient.
-
-        Returns the same quantities as :meth:`models.scoring.Scorer.score` for one row; the
-        warning texts are built by the caller from the keys ``("outside", field)``,
-        ``("atypical",)`` and ``("capped",)``.
-        """
+    def score(self, record: Mapping[str, Any], level: float | None = None) -> PatientScore:
+        """The same quantities as the scorer's array path, for one validated record."""
         outcome = self.outcome
         row = self.encode(record)
         base, contributions = self.attribute(row)
@@ -207,7 +219,7 @@ class CompiledPatient:
         scale *= float(outcome.widening(row[None, :])[0])
         level = outcome.level if level is None else level
         if level not in self.quantiles:
-            self.quantiles[level] = outcome._quantiles(level)
+            self.quantiles[level] = outcome.quantiles(level)
         low_score, high_score = self.quantiles[level]
         low_limit, high_limit = baseline - WOMAC_TOTAL_MAX, baseline
         lower = min(max(raw + low_score * scale, low_limit), high_limit)
@@ -229,19 +241,12 @@ class CompiledPatient:
                 1.0 + math.exp(-(intercept + slope * math.log(chance / (1 - chance))))
             )
 
-        keys: list[Any] = []
-        for name, kind, details, _ in self.fields:
-            value = record.get(name)
-            if value is None:
-                continue
-            if kind == "category":
-                if value not in details[0]:
-                    keys.append(("outside", name))
-            elif not details[3] <= float(value) <= details[4]:
-                keys.append(("outside", name))
-        if bool(outcome.atypical(row[None, :])[0]):
-            keys.append(("atypical",))
-
+        outside = tuple(
+            slot.encoding.field
+            for slot in self.slots
+            if record.get(slot.encoding.field) is not None
+            and slot.encoding.outside(record[slot.encoding.field])
+        )
         bounded = min(max(raw, low_limit), high_limit)
         if bounded != raw:
             subscales = np.array([float(record[name]) for name in BASELINE_SUBSCALES])
@@ -249,15 +254,14 @@ class CompiledPatient:
             shares = subscales / total if total > 0 else np.full(3, 1 / 3)
             contributions = contributions.copy()
             contributions[self.baseline_index] += (bounded - raw) * shares
-            keys.append(("capped",))
-        explanation = Explanation(
-            expected_improvement=np.array([bounded]),
+        return PatientScore(
+            expected_improvement=bounded,
             base_value=base,
-            fields=self.attributor.fields,
-            contributions=contributions[None, :],
+            contributions=contributions,
+            lower=lower,
+            upper=upper,
+            p_clinically_important=probability,
+            outside=outside,
+            atypical=bool(outcome.atypical(row[None, :])[0]),
+            capped=bounded != raw,
         )
-        flags = {
-            name: np.array([np.nan if record.get(name) is None else float(record[name])])
-            for name in ("kl_grade", *protocol.exclusion_flags)
-        }
-        return explanation, lower, upper, probability, assess(flags, protocol), keys

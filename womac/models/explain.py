@@ -88,26 +88,28 @@ class Attributor:
         self.to_field = np.zeros((len(columns), len(self.fields)))
         for i, column in enumerate(columns):
             self.to_field[i, self.fields.index(field_of(column))] = 1.0
+        self.booster: Any | None = None
         if isinstance(self.model, LGBMRegressor):
             self.booster = self.model.booster_
         elif not isinstance(self.model, DummyRegressor) and not hasattr(self.model, "coef_"):
             raise TypeError(f"cannot attribute predictions of a {type(self.model).__name__}")
 
+    def linear_terms(self, encoded: np.ndarray) -> tuple[float, np.ndarray]:
+        """Base value and per-column SHAP values of an additive (linear or mean) model."""
+        if isinstance(self.model, DummyRegressor):
+            return float(np.ravel(self.model.constant_)[0]), np.zeros_like(encoded)
+        return float(np.ravel(self.model.intercept_)[0]), encoded * np.ravel(self.model.coef_)
+
     def __call__(self, encoded: np.ndarray) -> Explanation:
         """Predictions and per-field contributions of encoded patients."""
-        model = self.model
-        if isinstance(model, LGBMRegressor):
+        if self.booster is not None:
             shap_values = np.asarray(
                 self.booster.predict(encoded, pred_contrib=True, num_threads=threads(encoded))
             )
             column_values, base_values = shap_values[:, :-1], shap_values[:, -1]
             base_value = float(base_values[0]) if len(base_values) else 0.0
-        elif isinstance(model, DummyRegressor):
-            column_values = np.zeros_like(encoded)
-            base_value = float(np.ravel(model.constant_)[0])
         else:
-            column_values = encoded * np.ravel(model.coef_)
-            base_value = float(np.ravel(model.intercept_)[0])
+            base_value, column_values = self.linear_terms(encoded)
         contributions = column_values @ self.to_field
         return Explanation(
             expected_improvement=base_value + contributions.sum(axis=1),

@@ -1,8 +1,12 @@
-"""The fitted pipeline in MLflow: logged with skops, a contract signature and an example.
+"""The served model in MLflow: a self-contained pyfunc around the fitted pipeline.
 
-Models are serialized with skops, which refuses to load any type not listed as trusted, so a
-tampered artifact cannot run code on load. The list below is exactly what our pipelines hold
-beyond scikit-learn's own types.
+The registered model is :mod:`womac.models.registered`, logged with MLflow's
+models-from-code: that file, the fitted pipeline as a skops artifact, the ``womac`` scoring
+code (``code_paths``) and pinned requirements, so ``mlflow.pyfunc.load_model`` works outside
+this checkout. skops refuses to load any type not listed as trusted, so a tampered artifact
+cannot run code on load; the list below is exactly what our pipelines hold beyond
+scikit-learn's own types, and every loader here and in the registered model trusts this
+list, never one read from the artifact.
 """
 
 from __future__ import annotations
@@ -12,13 +16,14 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from womac.data.contract import PREDICTORS, TARGET, Kind
+from womac.data.contract import FIELDS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,22 +31,30 @@ if TYPE_CHECKING:
     from mlflow.models.model import ModelInfo
     from sklearn.pipeline import Pipeline
 
+    from womac.models.eligibility import Protocol
+
 ARTIFACT_NAME = "model"
 REPORT_ARTIFACT = "report/model_report.html"
+PIPELINE_ARTIFACT = "pipeline"  # artifacts/pipeline.skops in the logged model
+MODEL_CODE = Path(__file__).with_name("registered.py")
+# The parts of the package the registered model imports (shipped as its code_paths).
+_SHIPPED = ("data", "features", "models")
 
 TRUSTED_TYPES: list[str] = [
     "collections.OrderedDict",
-    "womac.features.encoding.PatientEncoder",
     "lightgbm.basic.Booster",
     "lightgbm.sklearn.LGBMRegressor",
-    "womac.models.uncertainty.OutcomeModel",
     "scipy._lib.array_api_compat.numpy._aliases.asarray",
     "scipy.interpolate._bsplines.BSpline",
+    "womac.features.encoding.CategoryEncoding",
+    "womac.features.encoding.NumericEncoding",
+    "womac.features.encoding.PatientEncoder",
+    "womac.models.uncertainty.OutcomeModel",
 ]
 
-# What the model needs at load time, pinned to what trained it (skips MLflow's ~3 s of
-# requirement inference per model).
-_RUNTIME_PACKAGES = ("scikit-learn", "lightgbm", "numpy", "pandas", "scipy", "skops", "mlflow")
+# What the registered model needs to load and predict, pinned to what trained it (also
+# skips MLflow's ~3 s of requirement inference per model).
+_RUNTIME_PACKAGES = ("mlflow", "scikit-learn", "lightgbm", "numpy", "pandas", "scipy", "skops")
 
 
 def quiet_mlflow() -> None:
@@ -55,54 +68,102 @@ def quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 
-def contract_signature() -> ModelSignature:
-    """The model signature, derived from the cohort contract rather than inferred."""
+def model_signature() -> ModelSignature:
+    """The registered model's signature, derived from the contract and the answer columns.
+
+    Inputs are every contract field by name, each of any type and none required by MLflow:
+    the model checks them itself by the contract's rules (as the API does), so what a clinic
+    exports (booleans with blanks read as ``object``, integers, pandas' string dtype, JSON
+    nulls) reaches those rules rather than MLflow's type casts, whose messages would quote a
+    patient's value. Outputs are :data:`~womac.models.scoring.ANSWER_COLUMNS`.
+    """
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, DataType, Schema
+    from mlflow.types.schema import AnyType, Array
 
-    def column(spec: Any) -> ColSpec:
-        kind = "string" if spec.kind is Kind.CATEGORY else "double"
-        return ColSpec(kind, spec.name, required=spec.required and not spec.blank_allowed)
+    from womac.models.scoring import ANSWER_COLUMNS
 
-    inputs = Schema([column(spec) for spec in PREDICTORS])
-    outputs = Schema([ColSpec("double", TARGET)])
+    def output(name: str, kind: str) -> ColSpec:
+        if kind == "array<string>":
+            return ColSpec(Array(DataType.string), name)
+        return ColSpec(kind, name)
+
+    inputs = Schema([ColSpec(AnyType(), spec.name, required=False) for spec in FIELDS])
+    outputs = Schema([output(name, kind) for name, kind in ANSWER_COLUMNS])
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_pipeline(pipeline: Pipeline, input_example: pd.DataFrame) -> ModelInfo:
-    """Log the fitted pipeline to the active run as the ``model`` artifact."""
+def log_model(pipeline: Pipeline, input_example: pd.DataFrame, protocol: Protocol) -> ModelInfo:
+    """Log the served pipeline to the active run as the registered-model-to-be (``model``).
 
+    Parameters
+    ----------
+    pipeline
+        The served pipeline (``preprocess`` -> ``OutcomeModel``).
+    input_example
+        Simulated patients (never a real one), as a clinic's export holds them.
+    protocol
+        The clinic's exclusions, the model's default ``model_config``.
+    """
+    import mlflow.pyfunc
+
+    from womac.models.registered import PIPELINE_ARTIFACT as KEY
+
+    assert KEY == PIPELINE_ARTIFACT
     # Requirements are pinned explicitly below; MLflow still asks pip for its own version
     # (absent from a uv environment) and warns about it. Nothing to act on: keep it quiet.
     environment_log = logging.getLogger("mlflow.utils.environment")
     previous_level = environment_log.level
     environment_log.setLevel(logging.ERROR)
-    try:
-        return _log_model(pipeline, input_example)
-    finally:
-        environment_log.setLevel(previous_level)
+    with tempfile.TemporaryDirectory(prefix="womac-model-") as folder:
+        staged = Path(folder)
+        skops_file = staged / f"{PIPELINE_ARTIFACT}.skops"
+        _dump_skops(pipeline, skops_file)
+        try:
+            return mlflow.pyfunc.log_model(
+                name=ARTIFACT_NAME,
+                python_model=str(MODEL_CODE),
+                artifacts={PIPELINE_ARTIFACT: str(skops_file)},
+                code_paths=[str(_stage_code(staged / "code"))],
+                model_config={
+                    "excluded_kl_grades": list(protocol.excluded_kl_grades),
+                    "exclusion_flags": list(protocol.exclusion_flags),
+                },
+                signature=model_signature(),
+                input_example=input_example,
+                pip_requirements=[
+                    f"{package}=={version(package)}" for package in _RUNTIME_PACKAGES
+                ],
+            )
+        finally:
+            environment_log.setLevel(previous_level)
 
 
-def _log_model(pipeline: Pipeline, input_example: pd.DataFrame) -> ModelInfo:
-    import mlflow.sklearn
+def _dump_skops(pipeline: Pipeline, path: Path) -> None:
+    """Write the pipeline with skops, and prove it loads trusting only our types."""
+    import skops.io
 
-    return mlflow.sklearn.log_model(
-        pipeline,
-        name=ARTIFACT_NAME,
-        serialization_format="skops",
-        skops_trusted_types=TRUSTED_TYPES,
-        signature=contract_signature(),
-        input_example=input_example,
-        pip_requirements=[f"{package}=={version(package)}" for package in _RUNTIME_PACKAGES],
-    )
+    skops.io.dump(pipeline, path)
+    load_skops(path)
+
+
+def _stage_code(folder: Path) -> Path:
+    """A copy of the ``womac`` package's scoring code (no service, no pipeline), to ship."""
+    package = Path(__file__).resolve().parent.parent
+    target = folder / "womac"
+    target.mkdir(parents=True)
+    shutil.copy2(package / "__init__.py", target / "__init__.py")
+    for part in _SHIPPED:
+        shutil.copytree(
+            package / part, target / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
+        )
+    return target
 
 
 def load_pipeline(model_uri: str) -> Pipeline:
-    """Load a logged pipeline (skops, trusted types only) by URI."""
-    import mlflow.sklearn
-
-    pipeline: Pipeline = mlflow.sklearn.load_model(model_uri)
-    return pipeline
+    """The fitted sklearn Pipeline of a logged model, by URI (skops, our trusted types)."""
+    with tempfile.TemporaryDirectory(prefix="womac-model-") as folder:
+        return load_skops(download_skops(model_uri, folder))
 
 
 def create_store(tracking_uri: str, artifact_root: str) -> None:
@@ -197,12 +258,6 @@ def resolve_champion(tracking_uri: str, model_name: str, alias: str) -> dict[str
     }
 
 
-def _sklearn_flavor(mlmodel: Path) -> dict[str, Any]:
-    from mlflow.models import Model
-
-    return dict(Model.load(str(mlmodel)).flavors.get("sklearn", {}))
-
-
 def prepare_loading() -> None:
     """Import skops and every module a stored model refers to, ahead of :func:`load_skops`.
 
@@ -248,15 +303,19 @@ def download_skops(model_uri: str, folder: str | Path) -> Path:
     Raises
     ------
     ValueError
-        When the model is not stored with skops (a pickle would run code on load).
+        When the model is not one of ours: no skops pipeline where the registered model keeps
+        it (anything else could be a pickle, which runs code on load).
     """
     import mlflow.artifacts
+    from mlflow.models import Model
 
     local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=str(folder)))
-    flavor = _sklearn_flavor(local / "MLmodel")
-    if flavor.get("serialization_format") != "skops":
-        raise ValueError("the model is not stored with skops; refusing it")
-    return local / str(flavor["pickled_model"])
+    pyfunc = Model.load(str(local / "MLmodel")).flavors.get("python_function", {})
+    artifact = pyfunc.get("artifacts", {}).get(PIPELINE_ARTIFACT, {}).get("path", "")
+    path = (local / str(artifact)).resolve()
+    if not artifact or path.suffix != ".skops" or not path.is_relative_to(local.resolve()):
+        raise ValueError("the model holds no skops pipeline of this product; refusing it")
+    return path
 
 
 def _main() -> None:

@@ -233,7 +233,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         baseline_total = np.asarray(baseline_total, dtype=float)
         level = self.level if level is None else level
         scale = self._scale(Z) * self.widening(Z)
-        low_score, high_score = self._quantiles(level)
+        low_score, high_score = self.quantiles(level)
         # What the scale allows: the 12-month total lies in 0-96.
         low_limit, high_limit = baseline_total - WOMAC_TOTAL_MAX, baseline_total
         lower = np.clip(predicted + low_score * scale, low_limit, high_limit)
@@ -266,7 +266,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
     def _fit_widening(self, Z: np.ndarray, normalized: np.ndarray) -> np.ndarray:
         """Per group, the smallest factor giving its calibration patients the pooled coverage."""
         member = self._membership(Z)
-        low, high = self._quantiles(self.level)
+        low, high = self.quantiles(self.level)
         target = np.mean((normalized >= low) & (normalized <= high))
         widening = np.ones(member.shape[1])
         for g in range(member.shape[1]):
@@ -286,7 +286,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
             return np.ones(len(Z))
         return np.asarray(np.max(np.where(member, self.group_widening_, 1.0), axis=1))
 
-    def _quantiles(self, level: float) -> tuple[float, float]:
+    def quantiles(self, level: float) -> tuple[float, float]:
         """Conformal quantiles of the calibration scores with the finite-sample correction."""
         n = len(self.scores_)
         alpha = 1.0 - level

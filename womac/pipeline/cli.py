@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from womac.pipeline.detail import Detail
+
 if TYPE_CHECKING:
     from womac.pipeline.train import TrainingResult
 
@@ -223,6 +225,13 @@ def predict(
             "default WOMAC_SPARK_MASTER, else SPARK_MASTER, else local[*]."
         ),
     ] = None,
+    explanation: Annotated[
+        Detail,
+        typer.Option(
+            help="top3: the three largest contributions per patient. full: the base value and "
+            "one contribution_<field> column per contract field (base + sum = estimate)."
+        ),
+    ] = Detail.top3,
 ) -> None:
     """Score a cohort file with the champion (or another model)."""
     from womac.data.cohort import CohortError
@@ -249,13 +258,19 @@ def predict(
                             settings.resolved_tracking_uri(),
                             protocol_from(settings),
                             master=master or settings.resolved_spark_master(),
+                            detail=explanation,
                             on_step=status.update,
                         )
                     except SparkEngineError as error:
                         raise _refuse(error) from None
             else:
                 summary = score_cohort(
-                    data, out, uri, settings.resolved_tracking_uri(), protocol_from(settings)
+                    data,
+                    out,
+                    uri,
+                    settings.resolved_tracking_uri(),
+                    protocol_from(settings),
+                    detail=explanation,
                 )
         except CohortError as error:
             raise _refuse(error) from None

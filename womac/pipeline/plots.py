@@ -6,15 +6,14 @@ import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from womac.data.contract import FIELD_BY_NAME
 
 if TYPE_CHECKING:
+    import shap
     from matplotlib.figure import Figure
 
     from womac.models.evaluation import Evaluation
-    from womac.models.explain import Explanation
 
 
 def _figure(width: float = 5.5, height: float = 5.0) -> Figure:
@@ -64,7 +63,7 @@ def residuals(observed: np.ndarray, predicted: np.ndarray, title: str) -> Figure
     return figure
 
 
-def shap_summary(explanation: Explanation, patients: pd.DataFrame, title: str) -> Figure:
+def shap_summary(explanation: shap.Explanation, title: str) -> Figure:
     """SHAP beeswarm of per-field contributions over patients (real SHAP values)."""
     import matplotlib
 
@@ -72,27 +71,17 @@ def shap_summary(explanation: Explanation, patients: pd.DataFrame, title: str) -
     import matplotlib.pyplot as plt
     import shap
 
-    numeric = pd.DataFrame(
-        {
-            name: (
-                patients[name].astype("category").cat.codes.astype(float).replace(-1.0, np.nan)
-                if FIELD_BY_NAME[name].categories
-                else patients[name]
-            )
-            for name in explanation.fields
-        }
-    )
-    values = shap.Explanation(
-        values=explanation.contributions,
-        base_values=np.full(len(patients), explanation.base_value),
-        data=numeric.to_numpy(dtype=float),
-        feature_names=[FIELD_BY_NAME[name].label for name in explanation.fields],
+    labelled = shap.Explanation(
+        values=explanation.values,
+        base_values=explanation.base_values,
+        data=explanation.data,
+        feature_names=[FIELD_BY_NAME[name].label for name in explanation.feature_names],
     )
     with warnings.catch_warnings():
         # A field the export does not have is all blank: shown grey, nothing to colour by.
         warnings.filterwarnings("ignore", "All-NaN slice", RuntimeWarning)
         shap.plots.beeswarm(
-            values, max_display=len(explanation.fields), show=False, plot_size=(10, 7)
+            labelled, max_display=len(labelled.feature_names), show=False, plot_size=(10, 7)
         )
     figure = plt.gcf()
     figure.suptitle(title)

@@ -13,28 +13,34 @@ import pandas as pd
 from womac.data.cohort import REQUIRED_PREDICTORS, CohortError, CohortReader
 from womac.features.encoding import frame_columns
 from womac.models.eligibility import Protocol
-from womac.models.scoring import Scorer
+from womac.models.scoring import ANSWER_COLUMNS, CONTRIBUTION, Scorer
 from womac.models.store import connect, load_pipeline
+from womac.pipeline.detail import Detail
 
 TOP_CONTRIBUTIONS = 3
-WARNING_SEPARATOR = " | "
-# The columns of a scores file, in order, with their type (also the Spark engine's schema).
-SCORE_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("patient_id", "string"),
-    ("expected_improvement", "double"),
-    ("interval_lower", "double"),
-    ("interval_upper", "double"),
-    ("p_clinically_important", "double"),
-    ("candidate", "boolean"),
-    ("not_candidate_because", "string"),
-    *(
-        column
-        for rank in range(1, TOP_CONTRIBUTIONS + 1)
-        for column in ((f"top{rank}_field", "string"), (f"top{rank}_contribution", "double"))
-    ),
-    ("warnings", "string"),
-    ("note", "string"),
-)
+# A CSV cell holds text: the answer's lists are joined with these.
+LIST_SEPARATORS = {"reasons": "; ", "warnings": " | "}
+
+
+def score_columns(detail: Detail) -> tuple[tuple[str, str], ...]:
+    """The columns of a scores file, in order, with their type (also the Spark schema).
+
+    ``patient_id``, the registered model's answer columns (:data:`ANSWER_COLUMNS`: the
+    estimate, its interval and level, the chance, eligibility and reasons, warnings; and with
+    ``full`` the base value and every field's contribution, or else the top three
+    contributions), then ``note``: why a row was not scored.
+    """
+    explained = {"base_value", *(n for n, _ in ANSWER_COLUMNS if n.startswith(CONTRIBUTION))}
+    answer = [column for column in ANSWER_COLUMNS if column[0] not in explained]
+    if detail is Detail.full:
+        answer += [column for column in ANSWER_COLUMNS if column[0] in explained]
+    else:
+        answer += [
+            column
+            for rank in range(1, TOP_CONTRIBUTIONS + 1)
+            for column in ((f"top{rank}_field", "string"), (f"top{rank}_contribution", "double"))
+        ]
+    return (("patient_id", "string"), *answer, ("note", "string"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,20 +61,32 @@ def score_cohort(
     model_uri: str,
     tracking_uri: str,
     protocol: Protocol,
+    *,
+    detail: Detail = Detail.top3,
     chunk_rows: int | None = None,
 ) -> BatchSummary:
     """Score every row of a cohort CSV; rows with a blank required field are not scored.
 
-    The output has, per row: ``patient_id``, ``expected_improvement``, ``interval_lower``,
-    ``interval_upper``, ``p_clinically_important``, ``candidate`` (and why not), the three
-    largest contributions (field and points), ``warnings`` and ``note`` (why a row was not
-    scored). The file is read and scored a chunk at a time, so memory stays flat however
-    many patients it holds; the output is written whole or not at all (a file that breaks
-    the contract anywhere leaves no output).
+    The output has the columns of :func:`score_columns`. The file is read and scored a chunk
+    at a time, so memory stays flat however many patients it holds; the output is written
+    whole or not at all (a file that breaks the contract anywhere leaves no output).
+
+    Parameters
+    ----------
+    data, out
+        The cohort CSV, and the scores CSV to write.
+    model_uri, tracking_uri
+        The model to score with and the MLflow store it is registered in.
+    protocol
+        The clinic's exclusions.
+    detail
+        How much of each explanation to write.
+    chunk_rows
+        Rows read and scored at a time.
     """
     reader = CohortReader(data, chunk_rows=chunk_rows) if chunk_rows else CohortReader(data)
     connect(tracking_uri)
-    scorer = Scorer(load_pipeline(model_uri))
+    scorer = Scorer(load_pipeline(model_uri), protocol)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
@@ -76,8 +94,8 @@ def score_cohort(
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             for chunk in reader.chunks():
-                output = score_frame(chunk.frame, scorer, protocol)
-                output.to_csv(stream, index=False, header=rows == 0)
+                output = score_frame(chunk.frame, scorer, detail)
+                as_text(output).to_csv(stream, index=False, header=rows == 0)
                 rows += len(output)
                 scored += int(output["expected_improvement"].notna().sum())
                 candidates += int(output["candidate"].sum())
@@ -98,63 +116,52 @@ def score_cohort(
     )
 
 
-def score_frame(frame: pd.DataFrame, scorer: Scorer, protocol: Protocol) -> pd.DataFrame:
-    """Score typed cohort rows: one output row per input row, in order (:data:`SCORE_COLUMNS`).
+def score_frame(frame: pd.DataFrame, scorer: Scorer, detail: Detail = Detail.top3) -> pd.DataFrame:
+    """Score typed cohort rows: one output row per input row, in order (:func:`score_columns`).
 
     Both engines call this on each piece of a cohort (``womac predict`` on each chunk of the
-    file, the Spark engine on each piece in its workers), so their files hold the same values.
+    file, the Spark engine on each piece in its workers), so their files hold the same values
+    as the registered model's answer for the same patients.
 
     Parameters
     ----------
     frame
-        Contract columns typed as :class:`~data.cohort.Cohort` holds them (numbers as floats,
-        text as objects, unknown as NaN); rows with a blank required predictor are not scored
-        and say why in ``note``.
+        Contract columns typed as :class:`~womac.data.cohort.Cohort` holds them (numbers as
+        floats, text as objects, unknown as NaN); rows with a blank required predictor are not
+        scored and say why in ``note``.
     scorer
-        The model, prepared once.
-    protocol
-        The clinic's exclusions.
+        The model and protocol, prepared once.
+    detail
+        How much of each explanation to write.
     """
     frame = frame.reset_index(drop=True)
     complete = frame[list(REQUIRED_PREDICTORS)].notna().all(axis=1).to_numpy()
     rows = np.flatnonzero(complete)
-    output = pd.DataFrame({"patient_id": frame["patient_id"]})
-    for column in (
-        "expected_improvement",
-        "interval_lower",
-        "interval_upper",
-        "p_clinically_important",
-    ):
-        output[column] = np.nan
-    output["candidate"] = pd.Series(pd.NA, index=output.index, dtype="boolean")
-    output["not_candidate_because"] = ""
-    for rank in range(1, TOP_CONTRIBUTIONS + 1):
-        output[f"top{rank}_field"] = pd.Series(pd.NA, index=output.index, dtype=object)
-        output[f"top{rank}_contribution"] = np.nan
-    output["warnings"] = ""
-    output["note"] = ""
-    if len(rows):
-        scores = scorer.score(frame_columns(frame.iloc[rows]), protocol)
-        explanation = scores.explanation
-        output.loc[rows, "expected_improvement"] = explanation.expected_improvement.round(3)
-        output.loc[rows, "interval_lower"] = scores.lower.round(3)
-        output.loc[rows, "interval_upper"] = scores.upper.round(3)
-        output.loc[rows, "p_clinically_important"] = scores.p_clinically_important.round(4)
-        output.loc[rows, "candidate"] = scores.eligibility.candidate
-        output.loc[rows, "not_candidate_because"] = [
-            "; ".join(reasons) for reasons in scores.eligibility.reasons
-        ]
-        order = np.argsort(-np.abs(explanation.contributions), axis=1, kind="stable")
-        for rank in range(TOP_CONTRIBUTIONS):
-            columns = order[:, rank]
-            output.loc[rows, f"top{rank + 1}_field"] = np.asarray(explanation.fields)[columns]
-            output.loc[rows, f"top{rank + 1}_contribution"] = np.take_along_axis(
-                explanation.contributions, columns[:, None], axis=1
-            )[:, 0].round(3)
-        output.loc[rows, "warnings"] = [
-            WARNING_SEPARATOR.join(warnings) for warnings in scores.warnings
-        ]
+    answers = scorer.answer_columns(frame_columns(frame.iloc[rows]))
+    scored = answers.frame(index=pd.Index(rows))
+    if detail is Detail.top3:
+        for rank, (names, points) in enumerate(answers.top(TOP_CONTRIBUTIONS), start=1):
+            scored[f"top{rank}_field"] = names
+            scored[f"top{rank}_contribution"] = points
+    columns = score_columns(detail)
+    # Rows not scored get blanks: NaN numbers, no verdict, no lists.
+    output = scored.reindex(pd.RangeIndex(len(frame)))
+    output["candidate"] = output["candidate"].astype("boolean")
+    for name in LIST_SEPARATORS:
+        output[name] = output[name].where(output[name].notna(), None)
+    output.insert(0, "patient_id", frame["patient_id"])
+    output["note"] = None
     blank = frame.loc[~complete, list(REQUIRED_PREDICTORS)].isna()
     for row, flags in blank.iterrows():
         output.at[row, "note"] = "not scored: blank " + ", ".join(flags.index[flags])
-    return output[[name for name, _ in SCORE_COLUMNS]]
+    return output[[name for name, _ in columns]]
+
+
+def as_text(scores: pd.DataFrame) -> pd.DataFrame:
+    """Scores as a text file holds them: each list joined into one cell."""
+    scores = scores.copy()
+    for name, separator in LIST_SEPARATORS.items():
+        scores[name] = [
+            separator.join(items) if isinstance(items, list) else None for items in scores[name]
+        ]
+    return scores

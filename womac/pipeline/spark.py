@@ -10,12 +10,13 @@ How it works
   on the driver, and its skops file downloaded and checked there (loaded as a served model).
   Its bytes are broadcast to the executors; each Python worker loads them once (cached by
   their SHA-256) with skops trusting our own type list, exactly as the service does, and
-  builds the same :class:`~models.scoring.Scorer`. Every task therefore scores with the same
-  version, even if the alias moves during the job. (``mlflow.pyfunc.spark_udf`` would only
-  return the prediction, not the interval, chance, eligibility, warnings and contributions.)
+  builds the same :class:`~womac.models.scoring.Scorer`. Every task therefore scores with the
+  same version, even if the alias moves during the job. (``mlflow.pyfunc.spark_udf`` on the
+  registered model gives the same answer columns, but checks each task's values by raising,
+  where this engine lists every problem of the whole input by row.)
 * **One row format.** Each piece of the cohort goes through
-  :func:`pipeline.predict.score_frame`, the function the single-process path calls on each
-  chunk, so both engines write the same columns with the same values.
+  :func:`womac.pipeline.predict.score_frame`, the function the single-process path calls on
+  each chunk, so both engines write the same columns with the same values.
 * **Rows keep their order.** The cohort is cut into pieces of at most ``chunk_rows`` rows in
   file order; piece *i* is partition *i* of the job and becomes ``part-<i>`` of the output,
   so the output lists patients in input order (one patient may have several rows, and the
@@ -73,7 +74,8 @@ from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind, Role
 from womac.models.eligibility import Protocol
 from womac.models.scoring import Scorer
 from womac.models.store import connect, download_skops, loads_skops
-from womac.pipeline.predict import SCORE_COLUMNS, BatchSummary, score_frame
+from womac.pipeline.detail import Detail
+from womac.pipeline.predict import BatchSummary, score_columns, score_frame
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -98,7 +100,6 @@ _WORKER_FAILURE = "womac task failed"
 _PIECE_SCHEMA = (
     "path string, row_group int, offset long, length long, first_row long, columns string"
 )
-_SCORE_SCHEMA = ", ".join(f"`{name}` {kind}" for name, kind in SCORE_COLUMNS)
 _STAGED = -1  # row_group of a piece staged from a CSV (already typed): the whole file
 
 
@@ -235,12 +236,13 @@ def score_cohort_spark(
     master: str = DEFAULT_MASTER,
     spark: SparkSession | None = None,
     chunk_rows: int = PIECE_ROWS,
+    detail: Detail = Detail.top3,
     on_step: Callable[[str], None] | None = None,
 ) -> BatchSummary:
     """Score every row of a cohort (CSV or Parquet) on Spark into a Parquet directory.
 
     The output has the columns of ``womac predict``'s file
-    (:data:`~pipeline.predict.SCORE_COLUMNS`) with the same values, in input order; it is
+    (:func:`~womac.pipeline.predict.score_columns`) with the same values, in input order; it is
     written whole or not at all.
 
     Parameters
@@ -260,6 +262,8 @@ def score_cohort_spark(
         A running session to use (left running); default: start one and stop it at the end.
     chunk_rows
         Rows per task.
+    detail
+        How much of each explanation to write.
     on_step
         Called with a short description of each step, for a progress display.
 
@@ -273,7 +277,10 @@ def score_cohort_spark(
     step = on_step or (lambda _: None)
     require_spark()
     quiet_pyspark()
-    data, out = Path(data), Path(out)
+    # Executors run elsewhere (a worker's own folder, another machine): every path they are
+    # given is absolute. The summary names the output as the user wrote it.
+    shown = Path(out)
+    data, out = Path(data).absolute(), Path(out).absolute()
     _check_replaceable(out)
     parquet = data.is_dir() or data.suffix.lower() in PARQUET_SUFFIXES
     step("Checking the cohort")
@@ -300,7 +307,7 @@ def score_cohort_spark(
         assert spark is not None
         step(f"Scoring {len(plan.pieces)} piece(s) on Spark")
         scores = work / "scores"
-        problems = _run(spark, plan.pieces, model, protocol, scores)
+        problems = _run(spark, plan.pieces, model, protocol, detail, scores)
         if problems:
             raise CohortError(plan.source, problems)
         rows, scored, candidates = _count(scores)
@@ -316,7 +323,7 @@ def score_cohort_spark(
         rows=rows,
         scored=scored,
         candidates=candidates,
-        out=out,
+        out=shown,
         model_uri=model_uri,
         notes=plan.notes,
     )
@@ -572,11 +579,12 @@ class _ProblemRows:
 _SCORERS: dict[str, Scorer] = {}  # per Python worker: the model, loaded once
 
 
-def _scorer(model: Broadcast[bytes], digest: str) -> Scorer:
-    scorer = _SCORERS.get(digest)
+def _scorer(model: Broadcast[bytes], digest: str, protocol: Protocol) -> Scorer:
+    key = f"{digest}:{protocol}"
+    scorer = _SCORERS.get(key)
     if scorer is None:
         _SCORERS.clear()  # one model per worker: a later job's model replaces it
-        scorer = _SCORERS[digest] = Scorer(loads_skops(model.value))
+        scorer = _SCORERS[key] = Scorer(loads_skops(model.value), protocol)
     return scorer
 
 
@@ -586,6 +594,7 @@ def _score_pieces(
     model: Broadcast[bytes],
     digest: str,
     protocol: Protocol,
+    detail: Detail,
     problems: Any,
 ) -> Iterator[pd.DataFrame]:
     """The task: score each piece of its partition (one piece per partition)."""
@@ -601,7 +610,7 @@ def _score_pieces(
                         )
                     problems.add(rows)
                     continue  # the job will be refused: these rows need no scores
-                yield score_frame(frame, _scorer(model, digest), protocol)
+                yield score_frame(frame, _scorer(model, digest, protocol), detail)
     except Exception as error:
         # Never the message: it may quote a patient's value. Type and place are enough.
         place = traceback.extract_tb(error.__traceback__)[-1]
@@ -612,7 +621,12 @@ def _score_pieces(
 
 
 def _run(
-    spark: SparkSession, pieces: list[Piece], model: _Model, protocol: Protocol, scores: Path
+    spark: SparkSession,
+    pieces: list[Piece],
+    model: _Model,
+    protocol: Protocol,
+    detail: Detail,
+    scores: Path,
 ) -> list[Problem]:
     """Score every piece (piece *i* in partition *i*) into ``scores``; problems of the input."""
     context = spark.sparkContext
@@ -626,9 +640,11 @@ def _run(
             model=broadcast,
             digest=model.digest,
             protocol=protocol,
+            detail=detail,
             problems=problems,
         )
-        scored = spark.createDataFrame(rows, _PIECE_SCHEMA).mapInPandas(task, _SCORE_SCHEMA)
+        schema = ", ".join(f"`{name}` {kind}" for name, kind in score_columns(detail))
+        scored = spark.createDataFrame(rows, _PIECE_SCHEMA).mapInPandas(task, schema)
         # Absolute: Hadoop reads a relative path with ":" in its first name as a scheme.
         scored.write.parquet(str(scores.resolve()))
     except Exception as error:

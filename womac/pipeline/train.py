@@ -10,6 +10,7 @@ it passes the promotion gates on this run's held-out patients.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 import warnings
@@ -28,26 +29,26 @@ from sklearn.pipeline import Pipeline
 from womac.data.cohort import (
     Cohort,
     model_input,
-    patients_frame,
     read_cohort,
     womac_total,
 )
-from womac.data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
+from womac.data.contract import FIELD_BY_NAME, OUTCOMES, PREDICTOR_NAMES, Kind
 from womac.data.report import DataReport, summarise
 from womac.data.settings import Settings
 from womac.data.simulate import ORACLE, simulate_cohort
 from womac.features.encoding import UNKNOWN, field_of
 from womac.models.candidates import CANDIDATES, COMPARATOR, Candidate
+from womac.models.eligibility import protocol_from
 from womac.models.evaluation import Evaluation, evaluate
-from womac.models.explain import explain
 from womac.models.metrics import regression_metrics
+from womac.models.scoring import Scorer
 from womac.models.store import (
     REPORT_ARTIFACT,
     champion_version,
     connect,
     create_store,
     load_pipeline,
-    log_pipeline,
+    log_model,
 )
 from womac.models.uncertainty import OutcomeModel, difficulty_model
 from womac.pipeline.files import atomic_write_csv
@@ -306,7 +307,7 @@ def _track_and_register(
         )
         mlflow.log_text(render_report(context), REPORT_ARTIFACT)
         on_step("Logging the fitted pipeline")
-        model_info = log_pipeline(served, _input_example(settings.seed))
+        model_info = log_model(served, _input_example(settings.seed), protocol_from(settings))
         on_step("Registering the model")
         version = _register(client, settings, model_info.model_uri, run.info.run_id, promotion)
         mlflow.set_tags({"model_version": version, "promoted": str(promotion.promoted)})
@@ -457,7 +458,7 @@ def _calibrate(
 
 
 def _fields_used(pipeline: Pipeline) -> list[str]:
-    return [encoding["field"] for encoding in pipeline.named_steps["preprocess"].encodings_]
+    return list(pipeline.named_steps["preprocess"].fields_used)
 
 
 def _select(
@@ -634,28 +635,26 @@ def _figures(
     if len(y_test) > PLOTTED_PATIENTS:  # a plot of more points shows nothing more
         shown = np.random.default_rng(0).choice(len(y_test), PLOTTED_PATIENTS, replace=False)
         x_test, y_test = x_test.iloc[shown], y_test[shown]
-    explanation = explain(served, x_test)
-    predicted = explanation.expected_improvement
+    explanation = Scorer(served).explain(x_test)
+    predicted = explanation.values.sum(axis=1) + explanation.base_values
     title = f"{chosen.name}, held-out patients (n={len(y_test)})"
     return {
         "observed_vs_predicted": observed_vs_predicted(y_test, predicted, title),
         "residuals": residuals(y_test, predicted, title),
-        "shap_summary": shap_summary(explanation, x_test, title),
+        "shap_summary": shap_summary(explanation, title),
         "responder_calibration": responder_calibration(evaluation, title),
         "subgroups": subgroup_forest(evaluation, title),
     }
 
 
 def _input_example(seed: int) -> pd.DataFrame:
-    """Two simulated patients (never a real one), the second with optional fields unknown."""
+    """Two simulated patients (never a real one) as ``pd.read_csv`` reads a clinic's export,
+    the second with optional fields unknown."""
     simulated, _ = simulate_cohort(2, seed)
-    records: list[dict[str, Any]] = [
-        {str(k): v for k, v in row.items()}
-        for row in simulated[list(PREDICTOR_NAMES)].to_dict("records")
-    ]
+    example = simulated.drop(columns=["patient_id", *(spec.name for spec in OUTCOMES)])
     for name in ("symptom_years", "activity_level", "cell_dose_millions", "prp"):
-        records[1][name] = None
-    return model_input(patients_frame(records))
+        example.loc[1, name] = None
+    return pd.read_csv(io.StringIO(example.to_csv(index=False)))
 
 
 def _rmse(observed: np.ndarray, predicted: np.ndarray) -> float:
