@@ -122,6 +122,7 @@ def train(
     """Train, compare, log to MLflow and register a model."""
     from womac.data.cohort import CohortError
     from womac.data.settings import get_settings
+    from womac.models.tracking import StoreUnavailableError
     from womac.pipeline.safety import StoreBusyError
     from womac.pipeline.train import TrainingError
     from womac.pipeline.train import train as run_training
@@ -133,7 +134,7 @@ def train(
     ):
         try:
             result = run_training(data, settings, on_step=lambda step: status.update(step))
-        except (CohortError, TrainingError, StoreBusyError) as error:
+        except (CohortError, TrainingError, StoreBusyError, StoreUnavailableError) as error:
             raise _refuse(error) from None
     _print_training(result)
 
@@ -237,15 +238,18 @@ def predict(
     from womac.data.cohort import CohortError
     from womac.data.settings import get_settings
     from womac.models.eligibility import protocol_from
+    from womac.models.tracking import StoreUnavailableError, check_store, shown
     from womac.pipeline.predict import BatchSummary, score_cohort
 
     settings = get_settings()
     uri = model_uri or settings.model_uri
+    tracking_uri = settings.resolved_tracking_uri()
     if master is not None and engine is not Engine.spark:
         raise _refuse(ValueError("--master applies to --engine spark only"))
     summary: BatchSummary
     with _interruptible(f"nothing was written to {out}"):
         try:
+            check_store(tracking_uri)
             if engine is Engine.spark:
                 from womac.pipeline.spark import SparkEngineError, score_cohort_spark
 
@@ -255,7 +259,7 @@ def predict(
                             data,
                             out,
                             uri,
-                            settings.resolved_tracking_uri(),
+                            tracking_uri,
                             protocol_from(settings),
                             master=master or settings.resolved_spark_master(),
                             detail=explanation,
@@ -268,16 +272,19 @@ def predict(
                     data,
                     out,
                     uri,
-                    settings.resolved_tracking_uri(),
+                    tracking_uri,
                     protocol_from(settings),
                     detail=explanation,
                 )
-        except CohortError as error:
+        except (CohortError, StoreUnavailableError) as error:
             raise _refuse(error) from None
         except Exception as error:
             if type(error).__name__ in {"MlflowException", "RestException"}:
                 raise _refuse(
-                    RuntimeError(f"cannot load model {uri}; train one with `womac train`")
+                    RuntimeError(
+                        f"cannot load model {uri} from {shown(tracking_uri)}; train one with "
+                        "`womac train`"
+                    )
                 ) from None
             raise
     console.print(

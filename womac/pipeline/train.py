@@ -32,7 +32,7 @@ from womac.data.cohort import (
     read_cohort,
     womac_total,
 )
-from womac.data.contract import FIELD_BY_NAME, OUTCOMES, PREDICTOR_NAMES, Kind
+from womac.data.contract import FIELD_BY_NAME, OUTCOMES, PREDICTOR_NAMES, WOMAC_TOTAL_MAX, Kind
 from womac.data.report import DataReport, summarise
 from womac.data.settings import Settings
 from womac.data.simulate import ORACLE, simulate_cohort
@@ -50,6 +50,7 @@ from womac.models.store import (
     load_pipeline,
     log_model,
 )
+from womac.models.tracking import check_shared_experiment, check_store, is_server
 from womac.models.uncertainty import OutcomeModel, difficulty_model
 from womac.pipeline.files import atomic_write_csv
 from womac.pipeline.plots import (
@@ -58,6 +59,13 @@ from womac.pipeline.plots import (
     responder_calibration,
     shap_summary,
     subgroup_forest,
+)
+from womac.pipeline.provenance import (
+    MODEL_DESCRIPTION,
+    environment,
+    log_datasets,
+    source_tags,
+    version_description,
 )
 from womac.pipeline.report import ReportContext, render_report
 from womac.pipeline.safety import (
@@ -178,6 +186,8 @@ def _train(
     data: Path | None, settings: Settings, on_step: Callable[[str], None]
 ) -> TrainingResult:
     started = time.perf_counter()
+    on_step("Checking the tracking store")
+    _check_tracking(settings)
     on_step("Validating cohort")
     oracle: pd.Series | None = None
     if data is None:
@@ -225,9 +235,13 @@ def _train(
     served = _calibrate(chosen, frame, improvement, groups, tuning, settings)
 
     on_step("Scoring held-out patients")
-    for result in candidates:
-        result.test = regression_metrics(y_test, result.pipeline.predict(x_test))
     evaluation = evaluate(served, frame.iloc[split.test], y_test, settings.seed)
+    # Every candidate's held-out figures computed one way (estimates kept on the scale, as
+    # served), so the chosen one's equal the served model's evaluation everywhere they show.
+    baseline = womac_total(x_test).to_numpy(dtype=float)
+    for result in candidates:
+        predicted = np.clip(result.pipeline.predict(x_test), baseline - WOMAC_TOTAL_MAX, baseline)
+        result.test = regression_metrics(y_test, predicted)
     oracle_test = None
     if oracle is not None:
         oracle_test = regression_metrics(y_test, oracle[usable].to_numpy(dtype=float)[split.test])
@@ -252,8 +266,7 @@ def _train(
                 served=served,
                 evaluation=evaluation,
                 oracle_test=oracle_test,
-                x_test=x_test,
-                y_test=y_test,
+                sides=Sides(x_fit, y_fit, x_test, y_test),
             )
 
 
@@ -270,10 +283,10 @@ def _track_and_register(
     served: Pipeline,
     evaluation: Evaluation,
     oracle_test: dict[str, float] | None,
-    x_test: pd.DataFrame,
-    y_test: np.ndarray,
+    sides: Sides,
 ) -> TrainingResult:
     """The MLflow phase, holding the store: log, decide promotion, register."""
+    x_test, y_test = sides.x_test, sides.y_test
     create_store(settings.resolved_tracking_uri(), settings.resolved_artifact_root())
     client = connect(settings.resolved_tracking_uri())
     experiment_id = _experiment(client, settings)
@@ -284,6 +297,7 @@ def _track_and_register(
     with _training_run(experiment_id) as run:
         on_step("Logging candidates to MLflow")
         _log_run(cohort, report, settings, chosen, candidates, evaluation, oracle_test, split)
+        log_datasets(cohort.source, sides.x_fit, sides.x_test, sides.y_fit, sides.y_test)
         on_step("Drawing plots and SHAP summary")
         figures = _figures(chosen, served, x_test, y_test, evaluation)
         for name, figure in figures.items():
@@ -309,7 +323,12 @@ def _track_and_register(
         on_step("Logging the fitted pipeline")
         model_info = log_model(served, _input_example(settings.seed), protocol_from(settings))
         on_step("Registering the model")
-        version = _register(client, settings, model_info.model_uri, run.info.run_id, promotion)
+        description = version_description(
+            chosen.name, evaluation, cohort.source, report.sha256 or "", len(split.fit)
+        )
+        version = _register(
+            client, settings, model_info.model_uri, run.info.run_id, promotion, description
+        )
         mlflow.set_tags({"model_version": version, "promoted": str(promotion.promoted)})
 
     return TrainingResult(
@@ -341,6 +360,16 @@ def _training_run(experiment_id: str) -> Iterator[ActiveRun]:
         except KeyboardInterrupt:
             mlflow.end_run("KILLED")
             raise
+
+
+@dataclass(frozen=True, slots=True)
+class Sides:
+    """Model input and observed improvement of the training and the held-out patients."""
+
+    x_fit: pd.DataFrame
+    y_fit: np.ndarray
+    x_test: pd.DataFrame
+    y_test: np.ndarray
 
 
 @dataclass(frozen=True, slots=True)
@@ -505,10 +534,21 @@ def _select(
     )
 
 
+def _check_tracking(settings: Settings) -> None:
+    """Find a store that cannot be used before anything is fitted (see models.tracking)."""
+    uri = settings.resolved_tracking_uri()
+    check_store(uri)
+    if is_server(uri):
+        check_shared_experiment(connect(uri), uri, settings.experiment_name)
+
+
 def _experiment(client: Any, settings: Settings) -> str:
     experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:
         return str(experiment.experiment_id)
+    if is_server(settings.resolved_tracking_uri()):
+        # The server chooses (its artifact store), so that every colleague can load the model.
+        return str(client.create_experiment(settings.experiment_name))
     return str(
         client.create_experiment(
             settings.experiment_name, artifact_location=settings.resolved_artifact_root()
@@ -533,8 +573,8 @@ def _log_run(
             "data.source": cohort.source,
             "data.sha256": report.sha256 or "",
             "chosen_model": chosen.name,
-            "code.git_commit": _git_commit(),
-            "code.womac_version": _environment()["womac"],
+            **source_tags(),
+            "code.womac_version": environment()["womac"],
             "seed": str(settings.seed),
         }
     )
@@ -556,7 +596,7 @@ def _log_run(
         }
     )
     mlflow.log_dict(report.as_dict(), "data/summary.json")
-    mlflow.log_dict(_environment(), "environment/packages.json")
+    mlflow.log_dict(environment(), "environment/packages.json")
     mlflow.log_dict(evaluation.as_dict(), "evaluation/held_out.json")
     for result in candidates:
         with mlflow.start_run(run_name=result.name, nested=True) as child:
@@ -572,57 +612,6 @@ def _log_run(
     if oracle_test is not None:
         metrics |= {f"oracle_test_{k}": v for k, v in oracle_test.items()}
     mlflow.log_metrics({k: v for k, v in metrics.items() if np.isfinite(v)})
-
-
-def _environment() -> dict[str, str]:
-    """Versions of Python and of every package the model depends on."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
-
-    packages = (
-        "womac",
-        "numpy",
-        "pandas",
-        "scipy",
-        "scikit-learn",
-        "lightgbm",
-        "skops",
-        "mlflow",
-        "shap",
-        "matplotlib",
-    )
-    found = {"python": platform.python_version()}
-    for package in packages:
-        try:
-            found[package] = version(package)
-        except PackageNotFoundError:
-            found[package] = "not installed"
-    return found
-
-
-def _git_commit() -> str:
-    """The commit of the code that trained, or why there is none (e.g. an installed wheel)."""
-    import subprocess
-
-    folder = Path(__file__).resolve().parent.parent
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (not a git checkout)"
-    return commit + ("+uncommitted changes" if dirty else "")
 
 
 def _figures(
@@ -724,7 +713,12 @@ def _decide_promotion(
 
 
 def _register(
-    client: Any, settings: Settings, model_uri: str, run_id: str, promotion: Promotion
+    client: Any,
+    settings: Settings,
+    model_uri: str,
+    run_id: str,
+    promotion: Promotion,
+    description: str,
 ) -> str:
     """Register the logged model; move the alias only if promoted; undo on any failure.
 
@@ -738,6 +732,9 @@ def _register(
     version: str | None = None
     try:
         version = str(mlflow.register_model(model_uri, name).version)
+        if client.get_registered_model(name).description != MODEL_DESCRIPTION:
+            client.update_registered_model(name, description=MODEL_DESCRIPTION)
+        client.update_model_version(name, version, description=description)
         client.set_model_version_tag(name, version, "run_id", run_id)
         verdict = "champion" if promotion.promoted else "not promoted"
         client.set_model_version_tag(name, version, "promotion", verdict)
