@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -78,6 +78,17 @@ def trained(store: Settings):  # type: ignore[no-untyped-def]
     from womac.pipeline.train import train
 
     return train(None, store)
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """The test session's one local[2] Spark session (skipped when pyspark is not installed)."""
+    pytest.importorskip("pyspark")
+    from womac.pipeline.spark import start_spark
+
+    session = start_spark("local[2]")
+    yield session
+    session.stop()
 
 
 def womac_command() -> str:

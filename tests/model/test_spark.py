@@ -1,8 +1,9 @@
 """``womac predict --engine spark``: the same scores as ``womac predict``, at registry scale.
 
 Every comparison is with the single-process file for the same patients, column by column and
-exactly (both engines format rows with one function). Spark runs ``local[2]``, one session for
-the module; a few patients cut into pieces of 40 rows give several tasks per job.
+exactly (both engines format rows with one function). Spark runs ``local[2]``, the test
+session's one Spark session; a few patients cut into pieces of 40 rows give several tasks per
+job.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,17 +37,6 @@ REQUIRED = [f.name for f in FIELDS if f.required and f.role is not Role.OUTCOME]
 OPTIONAL = [f.name for f in FIELDS if not f.required and f.role is not Role.OUTCOME]
 SCORE_COLUMNS = score_columns(Detail.top3)
 TEXT_COLUMNS = {name: str for name, kind in SCORE_COLUMNS if kind != "double"}
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[Any]:
-    """One local[2] Spark session for the module (skipped when pyspark is not installed)."""
-    pytest.importorskip("pyspark")
-    from womac.pipeline.spark import start_spark
-
-    session = start_spark("local[2]")
-    yield session
-    session.stop()
 
 
 def patients(n: int, seed: int) -> pd.DataFrame:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 DATABASE_SCHEMES = ("postgresql", "mysql", "mssql")
 SERVER_SCHEMES = ("http", "https")
 DRIVER_HINTS = {
-    "psycopg2": "psycopg2-binary (a dependency of womac: reinstall with `make setup`)",
+    "psycopg": "'psycopg[binary]' (a dependency of womac: reinstall with `make setup`)",
     "pymysql": "pymysql",
     "pyodbc": "pyodbc",
 }
