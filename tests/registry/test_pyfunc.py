@@ -222,7 +222,7 @@ def test_loads_and_predicts_in_a_clean_environment_from_a_folder_elsewhere(
     result = run_elsewhere(clean_python, tmp_path, store, cohort_export)
 
     assert_same_answers(pd.DataFrame(result["answers"]), expected)
-    # Our code came with the model, and only the scoring part of it was needed.
+    # Our code came with the model, and only the scoring part of it was imported.
     assert "/artifacts/code/womac/" in result["womac"] or "/code/womac/" in result["womac"]
     assert not any(name.startswith(("womac.serve", "womac.pipeline")) for name in result["loaded"])
 

@@ -37,8 +37,6 @@ ARTIFACT_NAME = "model"
 REPORT_ARTIFACT = "report/model_report.html"
 PIPELINE_ARTIFACT = "pipeline"  # artifacts/pipeline.skops in the logged model
 MODEL_CODE = Path(__file__).with_name("registered.py")
-# The parts of the package the registered model imports (shipped as its code_paths).
-_SHIPPED = ("data", "features", "models")
 
 TRUSTED_TYPES: list[str] = [
     "collections.OrderedDict",
@@ -148,15 +146,16 @@ def _dump_skops(pipeline: Pipeline, path: Path) -> None:
 
 
 def _stage_code(folder: Path) -> Path:
-    """A copy of the ``womac`` package's scoring code (no service, no pipeline), to ship."""
+    """A copy of the whole ``womac`` package, to ship with the model.
+
+    The model imports only its scoring part, but a process that loaded the model has
+    ``womac`` from this copy for good (a Spark worker that ran ``spark_udf`` and then a task
+    of ``womac predict --engine spark``, say): the rest must be there too, at the same
+    version.
+    """
     package = Path(__file__).resolve().parent.parent
     target = folder / "womac"
-    target.mkdir(parents=True)
-    shutil.copy2(package / "__init__.py", target / "__init__.py")
-    for part in _SHIPPED:
-        shutil.copytree(
-            package / part, target / part, ignore=shutil.ignore_patterns("__pycache__", "*.pyc")
-        )
+    shutil.copytree(package, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return target
 
 

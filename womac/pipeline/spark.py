@@ -42,6 +42,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import logging
 import os
 import re
 import shutil
@@ -205,8 +206,14 @@ def start_spark(master: str = DEFAULT_MASTER) -> SparkSession:
 
 
 def quiet_pyspark() -> None:
-    """Silence pyspark's warning about pandas 3 in this process (workers: PYTHONWARNINGS)."""
+    """Silence pyspark's warning about pandas 3 in this process (workers: PYTHONWARNINGS).
+
+    py4j's own log lines are off too: it logs at ERROR when the connection to the JVM goes
+    while the JVM shuts down (``Broken pipe`` after a successful job); a real failure during
+    a job reaches us as an exception, which the engine reports itself.
+    """
     warnings.filterwarnings("ignore", message=_PANDAS_3_WARNING, category=FutureWarning)
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
 
 
 def _quiet_gateway(conf: SparkConf) -> Any:
