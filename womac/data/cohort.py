@@ -567,7 +567,9 @@ def parse_column(
 
     ``raw`` is text as a cohort file holds it, or values of any dtype (a DataFrame's column):
     a missing value (None, NaN, pandas' NA) is blank, numbers in a numeric column are checked
-    as numbers, and everything else is checked as the text a file would hold.
+    as numbers, and everything else is checked as the text a file would hold. Text is parsed
+    once per distinct value (a column of 100,000 patients holds a handful of sexes and
+    joints), then spread back to the rows.
     """
     problems: list[Problem] = []
 
@@ -585,34 +587,40 @@ def parse_column(
     if spec.kind is Kind.BOOLEAN and pd.api.types.is_bool_dtype(raw):
         values = raw.to_numpy(dtype=float, na_value=np.nan)
         return pd.Series(values, index=raw.index), problems, np.isnan(values)
-    if raw.dtype != object or raw.hasnans:
-        # Not text as read from a file: missing values become blanks, the rest its text.
-        raw = raw.astype(object).where(raw.notna(), "")
-    text = raw.astype(str).str.strip()
-    blank = text.str.lower().isin(BLANK_TOKENS).to_numpy()
+
+    # Each distinct value as the text a file would hold; code -1 (a missing value) is the
+    # extra last entry, a blank.
+    codes, distinct = pd.factorize(raw, use_na_sentinel=True)
+    texts = [str(value).strip() for value in distinct] + [""]
+    blank = np.array([text.lower() in BLANK_TOKENS for text in texts])[codes]
 
     if spec.kind is Kind.IDENTIFIER:
-        return text.where(~blank, np.nan).astype(object), problems, blank
+        identifiers = np.array([*texts[:-1], np.nan], dtype=object)[codes]
+        identifiers = np.where(blank, np.nan, identifiers)
+        return pd.Series(identifiers, index=raw.index, dtype=object), problems, blank
 
     if spec.kind is Kind.CATEGORY:
-        lowered = text.str.lower().str.replace(r"[\s\-]+", "_", regex=True)
-        lowered = lowered.replace(dict(spec.aliases))
-        allowed = lowered.isin(spec.categories).to_numpy()
+        aliases = dict(spec.aliases)
+        named = [re.sub(r"[\s\-]+", "_", text.lower()) for text in texts]
+        named = [aliases.get(name, name) for name in named]
+        allowed = np.array([name in spec.categories for name in named])[codes]
         flag(~blank & ~allowed, "not an allowed value")
-        return lowered.where(~blank & allowed, np.nan).astype(object), problems, blank
+        levels = np.array([*named[:-1], np.nan], dtype=object)[codes]
+        levels = np.where(~blank & allowed, levels, np.nan)
+        return pd.Series(levels, index=raw.index, dtype=object), problems, blank
 
     if spec.kind is Kind.BOOLEAN:
-        lowered = text.str.lower()
-        is_true = lowered.isin(TRUE_VALUES).to_numpy()
-        is_false = lowered.isin(FALSE_VALUES).to_numpy()
-        flag(~blank & ~is_true & ~is_false, "not a yes/no value")
-        values = np.where(is_true, 1.0, np.where(is_false, 0.0, np.nan))
-        return pd.Series(values, index=raw.index), problems, blank
+        lowered = [text.lower() for text in texts]
+        truth = np.array(
+            [1.0 if s in TRUE_VALUES else 0.0 if s in FALSE_VALUES else np.nan for s in lowered]
+        )[codes]
+        flag(~blank & np.isnan(truth), "not a yes/no value")
+        return pd.Series(truth, index=raw.index), problems, blank
 
     # Exports from locales that write 29,5 for 29.5 (usually semicolon-separated).
-    decimal_comma = text.str.match(_DECIMAL_COMMA.pattern)
-    text = text.where(~decimal_comma, text.str.replace(",", "."))
-    numbers = pd.to_numeric(text.where(~blank, ""), errors="coerce").to_numpy(dtype=float)
+    written = [text.replace(",", ".") if _DECIMAL_COMMA.match(text) else text for text in texts]
+    parsed = pd.to_numeric(pd.Series(written, dtype=object), errors="coerce").to_numpy(float)
+    numbers = np.where(blank, np.nan, parsed[codes])
     return _check_numbers(numbers, blank, spec, flag, raw.index), problems, blank
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -48,34 +49,69 @@ def assess(patients: pd.DataFrame | Mapping[str, Any], protocol: Protocol) -> El
     """
     kl_grade = np.asarray(patients["kl_grade"], dtype=float)
     n = len(kl_grade)
-    reasons: list[list[str]] = [[] for _ in range(n)]
-    unchecked: list[list[str]] = [[] for _ in range(n)]
-    excluded_grades = ", ".join(str(g) for g in protocol.excluded_kl_grades)
-    for row in range(n):
-        grade = kl_grade[row]
-        if np.isnan(grade):
-            if protocol.excluded_kl_grades:
-                unchecked[row].append(
-                    f"Kellgren-Lawrence grade (the protocol excludes grade {excluded_grades})"
-                )
-        elif int(grade) in protocol.excluded_kl_grades:
-            reasons[row].append(
-                f"Kellgren-Lawrence grade {int(grade)}"
-                + (" (bone on bone)" if int(grade) == 4 else "")
-                + ": outside the protocol"
-            )
-    for name in protocol.exclusion_flags:
-        label = FIELD_BY_NAME[name].label
-        values = (
-            np.asarray(patients[name], dtype=float) if name in patients else np.full(n, np.nan)
-        )
-        for row in range(n):
-            if np.isnan(values[row]):
-                unchecked[row].append(label.lower())
-            elif values[row] == 1.0:
-                reasons[row].append(f"{label}: outside the protocol")
-    candidate = np.array([not row_reasons for row_reasons in reasons], dtype=bool)
+    flags = [
+        np.asarray(patients[name], dtype=float) if name in patients else np.full(n, np.nan)
+        for name in protocol.exclusion_flags
+    ]
+    # Patients share a handful of situations (a grade, each flag yes, no or unknown): each
+    # is worded once. NaN codes as -1 (grade) or 2 (flag); a situation is one base-8 number.
+    situation = np.column_stack(
+        [
+            np.where(np.isnan(kl_grade), -1, kl_grade) + 1,
+            *(np.where(np.isnan(flag), 2, flag) for flag in flags),
+        ]
+    ).astype(np.int64)
+    codes = situation @ (8 ** np.arange(situation.shape[1], dtype=np.int64))
+    _, first, kind_of = np.unique(codes, return_index=True, return_inverse=True)
+    worded = [_word(tuple(int(s) for s in situation[row]), protocol) for row in first]
+    reasons = [list(worded[k][0]) for k in kind_of]
+    unchecked = [list(worded[k][1]) for k in kind_of]
+    candidate = np.array([not worded[k][0] for k in kind_of], dtype=bool)
     return Eligibility(candidate=candidate, reasons=reasons, unchecked=unchecked)
+
+
+def assess_record(record: Mapping[str, Any], protocol: Protocol) -> Eligibility:
+    """:func:`assess` for one validated record (an API request), without arrays."""
+    grade = record.get("kl_grade")
+    situation = (
+        0 if grade is None else int(grade) + 1,
+        *(
+            2 if record.get(name) is None else int(record[name])
+            for name in protocol.exclusion_flags
+        ),
+    )
+    reasons, unchecked = _word(situation, protocol)
+    return Eligibility(
+        candidate=np.array([not reasons]), reasons=[list(reasons)], unchecked=[list(unchecked)]
+    )
+
+
+@lru_cache(maxsize=4096)
+def _word(
+    situation: tuple[int, ...], protocol: Protocol
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Reasons and unchecked criteria of one situation: the KL grade plus one (0 unknown),
+    then each flag of the protocol (1 yes, 0 no, 2 unknown)."""
+    reasons: list[str] = []
+    unchecked: list[str] = []
+    grade = situation[0] - 1
+    if grade < 0:
+        if protocol.excluded_kl_grades:
+            excluded = ", ".join(str(g) for g in protocol.excluded_kl_grades)
+            unchecked.append(f"Kellgren-Lawrence grade (the protocol excludes grade {excluded})")
+    elif grade in protocol.excluded_kl_grades:
+        reasons.append(
+            f"Kellgren-Lawrence grade {grade}"
+            + (" (bone on bone)" if grade == 4 else "")
+            + ": outside the protocol"
+        )
+    for name, state in zip(protocol.exclusion_flags, situation[1:], strict=True):
+        label = FIELD_BY_NAME[name].label
+        if state == 2:
+            unchecked.append(label.lower())
+        elif state == 1:
+            reasons.append(f"{label}: outside the protocol")
+    return tuple(reasons), tuple(unchecked)
 
 
 def protocol_from(settings: Any) -> Protocol:

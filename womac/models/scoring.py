@@ -35,7 +35,7 @@ from womac.data.contract import (
 )
 from womac.features.encoding import CategoryEncoding, PatientEncoder, frame_columns
 from womac.models.compiled import CompiledPatient, PatientScore
-from womac.models.eligibility import Eligibility, Protocol, assess
+from womac.models.eligibility import Eligibility, Protocol, assess, assess_record
 from womac.models.explain import Attributor
 from womac.models.uncertainty import OutcomeModel
 
@@ -52,6 +52,7 @@ CAPPED = (
     "baseline WOMAC scores."
 )
 CONTRIBUTION = "contribution_"
+_KNOWN_PATTERNS = 4096  # patterns of known fields remembered (one request cannot add more)
 # The registered model's output, one row per patient (also its MLflow output signature and
 # the Spark schema): name and MLflow type.
 ANSWER_COLUMNS: tuple[tuple[str, str], ...] = (
@@ -150,6 +151,8 @@ class Scorer:
         self._encodings = {encoding.field: encoding for encoding in self.encoder.encodings_}
         self._baseline_fields = [self.fields.index(name) for name in BASELINE_SUBSCALES]
         self._compiled = CompiledPatient(self.encoder, outcome, self.attributor)
+        # Patterns of known fields, worded once each (requests repeat a few patterns).
+        self._worded_known: dict[tuple[bool, ...], tuple[str, ...]] = {}
 
     # -- entry points -------------------------------------------------------------------
 
@@ -219,12 +222,8 @@ class Scorer:
             return self.answer_columns(patients_columns(records), level)
         record = records[0]
         score = self._compiled.score(record, level)
-        flags = {
-            name: np.array([np.nan if record.get(name) is None else float(record[name])])
-            for name in ("kl_grade", *self.protocol.exclusion_flags)
-        }
-        eligibility = assess(flags, self.protocol)
-        known = [record.get(name) is not None for name in self.fields]
+        eligibility = assess_record(record, self.protocol)
+        known = tuple(record.get(name) is not None for name in self.fields)
         warnings = self._warnings(
             [(name, record[name]) for name in score.outside],
             score.atypical,
@@ -265,11 +264,12 @@ class Scorer:
             for row in np.flatnonzero(mask):
                 outside[row].append((name, columns[name][row]))
         atypical = self.outcome.atypical(encoded)
-        # Patients share a handful of patterns of known fields: word each pattern once.
+        # Patients share a handful of patterns of known fields: word each pattern once (a
+        # pattern is one integer, a bit per field).
         known = np.column_stack([_known(columns[name]) for name in self.fields])
-        patterns, pattern_of = np.unique(known, axis=0, return_inverse=True)
-        pattern_of = pattern_of.ravel()
-        unknown_and_unused = [self._unknown_and_unused(pattern) for pattern in patterns]
+        codes = known.astype(np.int64) @ (1 << np.arange(len(self.fields), dtype=np.int64))
+        _, first, pattern_of = np.unique(codes, return_index=True, return_inverse=True)
+        unknown_and_unused = [self._unknown_and_unused(tuple(known[row])) for row in first]
         warnings = [
             self._warnings(
                 outside[row],
@@ -401,8 +401,16 @@ class Scorer:
         warnings.extend(unknown_and_unused)
         return warnings
 
-    def _unknown_and_unused(self, known: Sequence[bool] | np.ndarray) -> list[str]:
+    def _unknown_and_unused(self, known: tuple[bool, ...]) -> list[str]:
         """Warnings for the fields a patient lacks that the model uses, and the reverse."""
+        worded = self._worded_known.get(known)
+        if worded is None:
+            worded = self._word_known(known)
+            if len(self._worded_known) < _KNOWN_PATTERNS:
+                self._worded_known[known] = worded
+        return list(worded)
+
+    def _word_known(self, known: tuple[bool, ...]) -> tuple[str, ...]:
         unknown = [
             FIELD_BY_NAME[name].label
             for name, is_known in zip(self.fields, known, strict=True)
@@ -418,7 +426,7 @@ class Scorer:
             warnings.append("Not known for this patient: " + ", ".join(unknown) + ".")
         if unused:
             warnings.append("Given but not used by this model: " + ", ".join(unused) + ".")
-        return warnings
+        return tuple(warnings)
 
     def _outside_warning(self, name: str, value: object) -> str:
         """Names the field, the side and the training range; never repeats the value itself."""
