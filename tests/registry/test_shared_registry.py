@@ -103,7 +103,7 @@ def test_training_through_a_tracking_server_keeps_the_model_on_the_server(
 
     settings = store_settings(tmp_path / "unused", tracking_uri=tracking_server.url)
     answer = answers_from_an_empty_folder(settings, tmp_path / "colleague", to_score)
-    assert answer["model"]["version"] == version.version
+    assert answer["model"]["version"] == str(version.version)
 
 
 def test_training_and_serving_with_postgresql_as_the_tracking_store(
