@@ -33,11 +33,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3000)
     args = parser.parse_args()
 
+    from pydantic_core import to_json
+
     from womac.data.settings import Settings
     from womac.models.compiled import CompiledPatient
     from womac.models.explain import Attributor
     from womac.serve.model import load_champion
-    from womac.serve.schemas import PatientRequest, Prediction
+    from womac.serve.schemas import PatientRequest
 
     model = load_champion(Settings())
     pipeline = model.pipeline
@@ -59,10 +61,7 @@ def main() -> None:
             lambda: model.scorer.answer_records([record]),
         ),
         ("answer assembly (per-field notes)", lambda: model.predict([record])),
-        (
-            "serialization (response JSON)",
-            lambda: Prediction.model_validate(answer).model_dump_json(),
-        ),
+        ("serialization (response JSON)", lambda: to_json(answer)),
     ]
     rows, result = [], {}
     for name, function in stages:
@@ -70,9 +69,7 @@ def main() -> None:
         rows.append([name, micros])
         result[name] = micros
     total = median_us(
-        lambda: Prediction.model_validate(
-            model.predict([PatientRequest.model_validate(PATIENT).model_dump()])[0]
-        ).model_dump_json(),
+        lambda: to_json(model.predict([PatientRequest.model_validate(PATIENT).model_dump()])[0]),
         args.repeat,
     )
     rows.append(["whole answer, end to end", total])

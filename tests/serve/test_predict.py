@@ -165,3 +165,19 @@ def test_batch_over_the_size_limit_is_refused(
         response = service.post(f"{PREDICT}/batch", json={"patients": patients[:3]})
     assert response.status_code == 413
     assert "2" in response.json()["detail"]
+
+
+def test_every_answer_is_exactly_the_documented_response_model(
+    client: TestClient, patients: list[dict[str, Any]]
+) -> None:
+    """Answers are serialized as the scorer builds them: each must be the response model,
+    field for field (nothing missing, nothing extra, the same JSON once validated)."""
+    from womac.serve.schemas import BatchPrediction, Prediction
+
+    sparse = {k: v for k, v in patients[1].items() if FIELD_BY_NAME[k].required}
+    cases = [patients[0], sparse | {"kl_grade": None}, patients[2] | {"bmi": 69.0}]
+    for request in cases:
+        answer = client.post(PREDICT, json=request).json()
+        assert Prediction.model_validate(answer).model_dump(mode="json") == answer
+    batch = client.post(f"{PREDICT}/batch", json={"patients": cases}).json()
+    assert BatchPrediction.model_validate(batch).model_dump(mode="json") == batch

@@ -33,7 +33,7 @@ import numpy as np
 from womac.data.contract import BASELINE_SUBSCALES, WOMAC_TOTAL_MAX
 from womac.features.encoding import CategoryEncoding, NumericEncoding, PatientEncoder
 from womac.models.explain import Attributor
-from womac.models.uncertainty import OutcomeModel, responder_threshold
+from womac.models.uncertainty import OutcomeModel
 
 _PREDICT_NORMAL, _PREDICT_CONTRIB = 0, 3
 _FLOAT64 = 1
@@ -225,11 +225,8 @@ class CompiledPatient:
         lower = min(max(raw + low_score * scale, low_limit), high_limit)
         upper = min(max(raw + high_score * scale, low_limit), high_limit)
 
-        threshold = float(
-            responder_threshold(
-                np.array([baseline]), outcome.responder_min_points, outcome.responder_min_fraction
-            )[0]
-        )
+        # responder_threshold's rule, on a scalar.
+        threshold = max(outcome.responder_min_points, outcome.responder_min_fraction * baseline)
         if threshold > baseline:
             probability = 0.0
         else:

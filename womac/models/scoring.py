@@ -151,6 +151,17 @@ class Scorer:
         self._encodings = {encoding.field: encoding for encoding in self.encoder.encodings_}
         self._baseline_fields = [self.fields.index(name) for name in BASELINE_SUBSCALES]
         self._compiled = CompiledPatient(self.encoder, outcome, self.attributor)
+        # What an explanation says about each field besides the patient's value and points.
+        self._described = [
+            (
+                name,
+                FIELD_BY_NAME[name].label,
+                FIELD_BY_NAME[name].unit,
+                FIELD_BY_NAME[name].kind is Kind.INTEGER,
+                self.notes[name],
+            )
+            for name in self.fields
+        ]
         # Patterns of known fields, worded once each (requests repeat a few patterns).
         self._worded_known: dict[tuple[bool, ...], tuple[str, ...]] = {}
 
@@ -302,19 +313,17 @@ class Scorer:
         responses = []
         for row, record in enumerate(records):
             contributions = []
-            for column, name in enumerate(self.fields):
-                spec = FIELD_BY_NAME[name]
+            points = answers.contributions[row].tolist()
+            for column, (name, label, unit, whole, notes) in enumerate(self._described):
                 value = record.get(name)
                 contributions.append(
                     {
                         "feature": name,
-                        "label": spec.label,
-                        "value": int(value)
-                        if spec.kind is Kind.INTEGER and value is not None
-                        else value,
-                        "unit": spec.unit,
-                        "contribution": float(answers.contributions[row, column]),
-                        "note": self.notes[name][value is None],
+                        "label": label,
+                        "value": int(value) if whole and value is not None else value,
+                        "unit": unit,
+                        "contribution": points[column],
+                        "note": notes[value is None],
                     }
                 )
             responses.append(
