@@ -300,3 +300,44 @@ def test_a_batch_stopped_by_sigterm_leaves_no_output_and_no_temporary_file(
     assert f"nothing was written to {out}" in " ".join(stderr.decode().split())
     assert [path.name for path in out.parent.iterdir()] == ["scores.csv"]
     assert out.read_text() == "yesterday's scores\n"
+
+
+def test_womac_predict_can_write_the_full_explanation(
+    trained: Any, store: Settings, scored: tuple[Path, pd.DataFrame, Any], tmp_path: Path
+) -> None:
+    """``--explanation full``: the base value and one contribution per contract field, adding
+    up to the estimate, instead of the top three."""
+    from tests.conftest import run_womac
+
+    data, summary_scores, _ = scored
+    out = tmp_path / "full.csv"
+    done = run_womac(
+        "predict",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--explanation",
+        "full",
+        cwd=tmp_path,
+        env=settings_env(store),
+    )
+    assert done.returncode == 0, done.stderr
+    full = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    contributions = [f"contribution_{name}" for name in PREDICTOR_NAMES]
+    assert list(full.columns[-len(contributions) - 2 :]) == ["base_value", *contributions, "note"]
+    assert "top1_field" not in full.columns
+    rows = scored_rows(data)
+    np.testing.assert_allclose(
+        full.loc[rows, "base_value"] + full.loc[rows, contributions].sum(axis=1),
+        full.loc[rows, "expected_improvement"],
+        atol=1e-9,
+    )
+    np.testing.assert_array_equal(
+        full["expected_improvement"].to_numpy(), summary_scores["expected_improvement"].to_numpy()
+    )
+    for i, row in enumerate(rows[:10]):
+        top = (
+            full.loc[row, contributions].abs().astype(float).idxmax().removeprefix("contribution_")
+        )
+        assert summary_scores.loc[row, "top1_field"] == top, i

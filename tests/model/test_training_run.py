@@ -249,3 +249,43 @@ def test_champion_version_is_tagged_with_the_gates_it_passed(
     assert "calibration slope" in reason
     assert "within 0.8-1.25" in reason
     assert "80% interval covers" in reason
+
+
+# -- what a team reads in MLflow ------------------------------------------------------------
+
+
+def test_registered_model_and_version_are_described(trained: Any, client: MlflowClient) -> None:
+    model = client.get_registered_model(MODEL_NAME)
+    assert "WOMAC" in model.description
+    assert "champion" in model.description
+    version = client.get_model_version(MODEL_NAME, trained.model_version)
+    point = trained.evaluation.point
+    assert version.description.startswith(f"{trained.chosen} trained on {trained.n_train}")
+    assert f"RMSE {point['rmse']:.2f}" in version.description
+    assert trained.data.sha256[:16] in version.description
+
+
+def test_the_run_carries_mlflows_git_tags_and_its_data_as_dataset_inputs(
+    trained: Any, client: MlflowClient
+) -> None:
+    run = client.get_run(trained.run_id)
+    tags = run.data.tags
+    assert len(tags["mlflow.source.git.commit"]) == 40
+    assert tags["code.git_commit"].startswith(tags["mlflow.source.git.commit"])
+    inputs = {d.tags[0].value: d.dataset for d in run.inputs.dataset_inputs}
+    assert set(inputs) == {"training", "held-out"}
+    assert json.loads(inputs["training"].profile)["num_rows"] == trained.n_train
+    assert json.loads(inputs["held-out"].profile)["num_rows"] == trained.n_test
+    columns = {c["name"] for c in json.loads(inputs["training"].schema)["mlflow_colspec"]}
+    assert "patient_id" not in columns  # a dataset input records the schema, never an id
+
+
+def test_the_chosen_candidates_held_out_figures_are_the_served_models_everywhere(
+    trained: Any, client: MlflowClient
+) -> None:
+    parent = client.get_run(trained.run_id).data.metrics
+    chosen = trained.chosen_result
+    child = client.get_run(chosen.run_id).data.metrics
+    for name in ("rmse", "mae", "r2", "calibration_slope", "calibration_intercept"):
+        assert child[f"test_{name}"] == parent[f"test_{name}"] == trained.evaluation.point[name]
+        assert chosen.test[name] == trained.evaluation.point[name]
