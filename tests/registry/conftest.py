@@ -152,7 +152,7 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracki
     )
     server = TrackingServer(f"http://127.0.0.1:{port}", folder / "artifacts", process)
     try:
-        _wait_for(f"{server.url}/health", process, folder / "server.log")
+        wait_for(f"{server.url}/health", process, folder / "server.log")
         yield server
     finally:
         process.terminate()
@@ -160,7 +160,7 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracki
         log.close()
 
 
-def _wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
+def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:

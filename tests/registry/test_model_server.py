@@ -21,7 +21,7 @@ from tests.conftest import free_port, running_server
 from womac.data.contract import PREDICTOR_NAMES, as_request
 from womac.data.settings import Settings
 
-from .conftest import BIN, CHAMPION, _wait_for, clean_env, read_export
+from .conftest import BIN, CHAMPION, clean_env, read_export, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -49,7 +49,7 @@ def model_server(
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_for(f"http://127.0.0.1:{port}/ping", process, log_path)
+            wait_for(f"http://127.0.0.1:{port}/ping", process, log_path)
             yield f"http://127.0.0.1:{port}"
         finally:
             process.terminate()

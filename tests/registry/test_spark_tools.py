@@ -28,7 +28,7 @@ from womac.models.store import connect
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort, score_columns
 
-from .conftest import CHAMPION, _wait_for, read_export
+from .conftest import CHAMPION, read_export, wait_for
 
 pytestmark = pytest.mark.spark
 
@@ -118,8 +118,8 @@ def standalone_master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
                 subprocess.Popen(command, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)
             )
             ui = master_ui if name == "master" else worker_ui
-            _wait_for(f"http://127.0.0.1:{ui}", processes[-1], log)
-        _wait_for_registration(folder / "master.log")
+            wait_for(f"http://127.0.0.1:{ui}", processes[-1], log)
+        wait_for_registration(folder / "master.log")
         yield f"spark://127.0.0.1:{port}"
     finally:
         for process in reversed(processes):
@@ -127,7 +127,7 @@ def standalone_master(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]
             process.wait(timeout=60)
 
 
-def _wait_for_registration(log: Path, timeout: float = 60) -> None:
+def wait_for_registration(log: Path, timeout: float = 60) -> None:
     import time
 
     deadline = time.monotonic() + timeout

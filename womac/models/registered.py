@@ -24,6 +24,8 @@ patients in WOMAC points.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import mlflow
@@ -37,8 +39,6 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from womac.models.scoring import Scorer
-
-PIPELINE_ARTIFACT = "pipeline"
 
 
 class PatientDataError(MlflowException, ValueError):
@@ -72,7 +72,7 @@ class WomacModel(PythonModel):
         """Load the pipeline (skops, our trusted types) and prepare the scorer once."""
         from womac.models.eligibility import Protocol
         from womac.models.scoring import Scorer
-        from womac.models.store import load_skops
+        from womac.models.store import PIPELINE_ARTIFACT, load_skops
 
         config = dict(context.model_config or {})
         default = Protocol()
@@ -89,21 +89,24 @@ class WomacModel(PythonModel):
     # model_input is annotated with a type MLflow does not validate: the contract's rules do.
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """One answer row per patient (see the module docstring); refuses what breaks a rule."""
-        from womac.data.cohort import CohortError
-
-        try:
+        with _refusing():
             return self.scorer.predict(_frame(model_input))
-        except CohortError as refused:
-            raise PatientDataError(str(refused)) from None
 
     def explain(self, patients: pd.DataFrame) -> shap.Explanation:
         """SHAP values of ``patients`` in WOMAC points (one column per contract field)."""
-        from womac.data.cohort import CohortError
-
-        try:
+        with _refusing():
             return self.scorer.explain(_frame(patients))
-        except CohortError as refused:
-            raise PatientDataError(str(refused)) from None
+
+
+@contextmanager
+def _refusing() -> Iterator[None]:
+    """The contract's refusal, as MLflow's tools expect an input error."""
+    from womac.data.cohort import CohortError
+
+    try:
+        yield
+    except CohortError as refused:
+        raise PatientDataError(str(refused)) from None
 
 
 def _frame(patients: Any) -> pd.DataFrame:

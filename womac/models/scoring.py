@@ -190,9 +190,7 @@ class Scorer:
             A value breaks the contract (every problem, by field, rule and position from 0;
             never the value), as the API refuses it.
         """
-        typed, problems = read_patients(patients)
-        if problems:
-            raise CohortError("the frame", problems)
+        typed = _typed(patients)
         return self.answer_columns(frame_columns(typed), level).frame(index=patients.index)
 
     def explain(self, patients: pd.DataFrame) -> shap.Explanation:
@@ -206,9 +204,7 @@ class Scorer:
         """
         import shap
 
-        typed, problems = read_patients(patients)
-        if problems:
-            raise CohortError("the frame", problems)
+        typed = _typed(patients)
         answers = self.answer_columns(frame_columns(typed))
         data = (
             np.column_stack(
@@ -495,6 +491,14 @@ def _one(
         fields=fields,
         contributions=score.contributions[None, :],
     )
+
+
+def _typed(patients: pd.DataFrame) -> pd.DataFrame:
+    """Patients typed by the contract's rules for a request, or refused with every problem."""
+    typed, problems = read_patients(patients)
+    if problems:
+        raise CohortError("the frame", problems)
+    return typed
 
 
 def _none(level: float, fields: tuple[str, ...]) -> Answers:

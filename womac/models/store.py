@@ -105,9 +105,6 @@ def log_model(pipeline: Pipeline, input_example: pd.DataFrame, protocol: Protoco
     """
     import mlflow.pyfunc
 
-    from womac.models.registered import PIPELINE_ARTIFACT as KEY
-
-    assert KEY == PIPELINE_ARTIFACT
     # Requirements are pinned explicitly below; MLflow still asks pip for its own version
     # (absent from a uv environment) and warns about it. Nothing to act on: keep it quiet.
     environment_log = logging.getLogger("mlflow.utils.environment")

@@ -108,17 +108,6 @@ class SparkEngineError(RuntimeError):
     """The Spark engine cannot run (no pyspark or Java), may not write there, or its job failed."""
 
 
-class RowProblem(Problem):
-    """A :class:`~data.cohort.Problem` of a Parquet input: rows, not file lines."""
-
-    __slots__ = ()
-
-    def __str__(self) -> str:
-        text = Problem.__str__(self)
-        head, found, tail = text.rpartition(" (line")
-        return f"{head} (row{tail}" if found else text
-
-
 @dataclass(frozen=True, slots=True)
 class Piece:
     """The rows one Spark task scores: a staged CSV chunk, or a slice of a Parquet row group.
@@ -665,7 +654,7 @@ def _run(
     found: dict[tuple[str, str], set[int]] = problems.value
     order = {spec.name: position for position, spec in enumerate(FIELDS)}
     return [
-        RowProblem(column, rule, tuple(sorted(lines)))
+        Problem(column, rule, tuple(sorted(lines)), place="row")
         for (column, rule), lines in sorted(
             found.items(), key=lambda item: (order.get(item[0][0], len(order)), min(item[1]))
         )
