@@ -19,7 +19,6 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import settings_env, womac_command
 from womac.data.cohort import CohortError
 from womac.data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Role
 from womac.data.settings import Settings
@@ -270,34 +269,6 @@ def test_a_folder_it_did_not_write_is_never_replaced(
 
     assert (out / "notes.txt").read_text() == "keep me"
     assert leftovers(tmp_path) == []
-
-
-@pytest.mark.spark
-def test_womac_predict_engine_spark_end_to_end(
-    spark: Any, trained: Any, store: Settings, tmp_path: Path
-) -> None:
-    """The command a registry runs, in its own process with its own Spark (a fresh JVM)."""
-    frame = patients(100, FRESH_SEED + 9)
-    single, _ = single_process_file(frame, tmp_path, store)
-    data, out = export(frame, tmp_path / "cohort.csv"), tmp_path / "scores.parquet"
-
-    done = subprocess.run(
-        [
-            *(womac_command(), "predict", "--engine", "spark", "--master", "local[2]"),
-            *("--data", str(data), "--out", str(out)),
-        ],
-        cwd=tmp_path,
-        env=settings_env(store) | {"COLUMNS": "200"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-    assert done.returncode == 0, done.stderr
-    assert "Scored 99 of 100 rows" in done.stdout
-    assert_same_scores(out, single)
-    # Quiet: no Spark log lines, JVM notices or pyspark warnings on the console.
-    assert done.stderr.strip() == ""
 
 
 def test_engine_spark_without_pyspark_says_how_to_install_it(tmp_path: Path) -> None:
