@@ -20,11 +20,13 @@ from sklearn.pipeline import Pipeline
 
 from womac.data.contract import BASELINE_SUBSCALES, FIELD_BY_NAME, PREDICTOR_NAMES, Kind
 from womac.features.encoding import field_of
-from womac.models.candidates import CANDIDATES
+from womac.models.blend import BlendedRegressor
+from womac.models.candidates import BLEND, CANDIDATES
 from womac.models.explain import explain
 
 # Additive in the contract fields: interventional Shapley values are exact and closed-form.
 ADDITIVE = ("mean", "baseline_womac", "ridge")
+TRAINED = [*CANDIDATES, BLEND]  # every candidate a training compares
 EXPLAINED_PATIENTS = 300
 AGNOSTIC_PATIENTS = 6
 BACKGROUND_PATIENTS = 50
@@ -39,7 +41,12 @@ def candidate(trained: Any, name: str) -> Pipeline:
 def fields_used(pipeline: Pipeline) -> set[str]:
     """Contract fields the fitted model reads: a non-zero weight or a split on their inputs."""
     columns = list(pipeline.named_steps["preprocess"].get_feature_names_out())
-    model = pipeline.named_steps["model"]
+    return _read(pipeline.named_steps["model"], np.asarray(columns, dtype=object))
+
+
+def _read(model: Any, columns: np.ndarray) -> set[str]:
+    if isinstance(model, BlendedRegressor):
+        return set().union(*(_read(member, columns[cols]) for member, cols, _ in model.active()))
     if isinstance(model, DummyRegressor):
         weights = np.zeros(len(columns))
     elif isinstance(model, LGBMRegressor):
@@ -49,7 +56,7 @@ def fields_used(pipeline: Pipeline) -> set[str]:
     return {field_of(column) for column, weight in zip(columns, weights, strict=True) if weight}
 
 
-@pytest.mark.parametrize("name", list(CANDIDATES))
+@pytest.mark.parametrize("name", TRAINED)
 def test_one_contribution_per_field_adding_up_to_the_prediction(
     trained: Any, fresh_patients: pd.DataFrame, name: str
 ) -> None:
@@ -66,7 +73,7 @@ def test_one_contribution_per_field_adding_up_to_the_prediction(
     np.testing.assert_allclose(explanation.expected_improvement, predicted, rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", list(CANDIDATES))
+@pytest.mark.parametrize("name", TRAINED)
 def test_fields_a_model_does_not_use_contribute_exactly_zero(
     trained: Any, fresh_patients: pd.DataFrame, name: str
 ) -> None:
@@ -121,6 +128,35 @@ def test_lightgbm_attributions_match_shap_tree_explainer_summed_per_field(
     )
 
 
+def test_blend_attributions_are_its_members_shap_values_weighted(
+    trained: Any, fresh_patients: pd.DataFrame
+) -> None:
+    """Tree SHAP of the tree member (by shap itself) and coef * x of the linear member, each on
+    the member's own columns, weighted by the blend's weights and summed per field."""
+    pipeline = candidate(trained, BLEND)
+    patients = fresh_patients.iloc[:EXPLAINED_PATIENTS]
+    encoded = pipeline.named_steps["preprocess"].transform(patients)
+    names = list(encoded.columns)
+    blend: BlendedRegressor = pipeline.named_steps["model"]
+    per_field = np.zeros((len(patients), len(PREDICTOR_NAMES)))
+    base = 0.0
+    for member, columns, weight in blend.active():
+        part = encoded.to_numpy()[:, columns]
+        if isinstance(member, LGBMRegressor):
+            tree_explainer = shap.TreeExplainer(member)
+            values = np.asarray(tree_explainer.shap_values(part))
+            base += weight * float(np.ravel(tree_explainer.expected_value)[0])
+        else:
+            values = part * np.ravel(member.coef_)
+            base += weight * float(member.intercept_)
+        for i, column in zip(columns, values.T, strict=True):
+            per_field[:, PREDICTOR_NAMES.index(field_of(names[i]))] += weight * column
+    assert len(blend.active()) >= 1
+    explanation = explain(pipeline, patients)
+    np.testing.assert_allclose(explanation.contributions, per_field, rtol=0, atol=1e-6)
+    assert explanation.base_value == pytest.approx(base, abs=1e-6)
+
+
 def _field_codes(patients: pd.DataFrame) -> np.ndarray:
     """Contract fields as numbers for a masker: category levels as codes, unknown as NaN."""
     columns = []
@@ -148,7 +184,7 @@ def _from_field_codes(codes: np.ndarray) -> pd.DataFrame:
     return pd.DataFrame(columns)
 
 
-@pytest.mark.parametrize("name", list(CANDIDATES))
+@pytest.mark.parametrize("name", TRAINED)
 def test_attributions_agree_with_a_model_agnostic_explainer_over_contract_fields(
     trained: Any,
     fresh_patients: pd.DataFrame,

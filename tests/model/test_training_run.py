@@ -15,7 +15,7 @@ from mlflow import MlflowClient
 from womac.data.contract import FIELDS
 from womac.data.settings import Settings
 from womac.features.encoding import frame_columns
-from womac.models.candidates import CANDIDATES, COMPARATOR
+from womac.models.candidates import BLEND, CANDIDATES, COMPARATOR
 from womac.models.evaluation import SUBGROUPS
 from womac.models.explain import explain
 from womac.models.scoring import ANSWER_COLUMNS, Scorer
@@ -90,7 +90,7 @@ def test_parent_run_has_a_nested_run_per_candidate_with_cv_and_held_out_metrics(
         [trained.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{trained.run_id}'"
     )
     by_name = {run.info.run_name: run for run in children}
-    assert sorted(by_name) == sorted(CANDIDATES)
+    assert sorted(by_name) == sorted([*CANDIDATES, BLEND])
     for name, run in by_name.items():
         missing = [m for m in CANDIDATE_METRICS if m not in run.data.metrics]
         assert not missing, f"{name} lacks {missing}"
@@ -152,9 +152,14 @@ def test_registered_champion_loads_back_and_answers_like_the_served_pipeline(
         explain(loaded, fresh_patients).contributions,
         explain(expected, fresh_patients).contributions,
     )
-    # The served pipeline's point prediction is the chosen candidate's.
+    # The held-out figures are those of the chosen candidate's fit on the training patients;
+    # the served model is the same candidate refitted on every followed-up patient.
     np.testing.assert_array_equal(
-        expected.predict(fresh_patients), trained.chosen_result.pipeline.predict(fresh_patients)
+        trained.evaluated.predict(fresh_patients),
+        trained.chosen_result.pipeline.predict(fresh_patients),
+    )
+    assert not np.array_equal(
+        expected.predict(fresh_patients), trained.evaluated.predict(fresh_patients)
     )
     from_registry = Scorer(loaded).answer_columns(frame_columns(fresh_patients))
     from_training = Scorer(expected).answer_columns(frame_columns(fresh_patients))

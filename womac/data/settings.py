@@ -55,12 +55,31 @@ class Settings(BaseSettings):
         "the chosen model is fitted on all of them.",
     )
 
+    refit_on_all: bool = Field(
+        default=True,
+        description="Serve the chosen model refitted on every followed-up patient (held-out "
+        "included) after its held-out evaluation; otherwise serve the training-split fit.",
+    )
+
     gate_slope_min: float = Field(default=0.8, description="Promotion: lowest calibration slope.")
     gate_slope_max: float = Field(
         default=1.25, description="Promotion: highest calibration slope."
     )
     gate_coverage_tolerance: float = Field(
-        default=0.03, description="Promotion: largest held-out coverage gap from nominal."
+        default=0.03,
+        description="Promotion: an interval covering down to nominal minus this is sound "
+        "(refused only below it beyond sampling error).",
+    )
+    gate_coverage_wide: float = Field(
+        default=0.10,
+        description="Promotion: a conservative interval covering up to nominal plus this passes.",
+    )
+    gate_false_refusal: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="Promotion: chance that each statistical gate (slope, coverage) refuses a "
+        "sound model by sampling error alone; about twice this for both together.",
     )
 
     excluded_kl_grades: list[int] = Field(

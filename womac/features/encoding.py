@@ -25,6 +25,7 @@ from womac.data.contract import FIELD_BY_NAME, Kind
 
 UNKNOWN = "unknown"
 SEPARATOR = "__"
+SPLINE = "spline"
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,10 @@ class NumericEncoding:
         Whether an ``__unknown`` column tells the model the value was unknown (training had
         unknowns in this field).
     spline
-        The fitted B-spline basis, or ``None`` when the field enters as its value.
+        The fitted B-spline basis, or ``None`` when the field enters as its value only. With
+        a basis, the field enters as its value followed by the basis: a linear model learns
+        the curve from the basis, a tree splits on the value (see
+        :class:`~womac.models.blend.BlendedRegressor`).
     columns
         The field's model input columns, in order.
     """
@@ -110,6 +114,17 @@ def field_of(column: str) -> str:
     return column.split(SEPARATOR, 1)[0]
 
 
+def spline_column(field: str, index: int) -> str:
+    """The name of a field's ``index``-th B-spline basis column."""
+    return f"{field}{SEPARATOR}{SPLINE}{index}"
+
+
+def is_spline_column(column: str) -> bool:
+    """Whether a model input column is a B-spline basis column (not a value or a level)."""
+    _, _, part = column.partition(SEPARATOR)
+    return part.startswith(SPLINE) and part.removeprefix(SPLINE).isdigit()
+
+
 class PatientEncoder(TransformerMixin, BaseEstimator):
     """Encode patient fields as standardized numeric model inputs, one field at a time.
 
@@ -130,8 +145,8 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         Allowed levels per category column; ``None`` takes them from the cohort contract
         for contract fields and treats other text columns as categories of what is seen.
     spline_knots
-        Knots of a cubic B-spline basis for each numeric field with enough distinct values;
-        ``None`` keeps numeric fields linear.
+        Knots of a cubic B-spline basis for each numeric field with enough distinct values,
+        added after the field's value; ``None`` keeps numeric fields as their value only.
     """
 
     def __init__(
@@ -264,7 +279,7 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
             spline = SplineTransformer(
                 n_knots=self.spline_knots, degree=3, knots="quantile", extrapolation="linear"
             ).fit(known.reshape(-1, 1))
-            columns = [f"{name}{SEPARATOR}spline{i}" for i in range(spline.n_features_out_)]
+            columns += [spline_column(name, i) for i in range(spline.n_features_out_)]
         if has_unknown:
             columns.append(f"{name}{SEPARATOR}{UNKNOWN}")
         return NumericEncoding(
@@ -365,7 +380,10 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
         numbers = np.asarray(values, dtype=float)
         unknown = ~np.isfinite(numbers)
         filled = np.where(unknown, encoding.fill, numbers).reshape(-1, 1)
-        block = filled if encoding.spline is None else encoding.spline.transform(filled)
+        if encoding.spline is not None:
+            block = np.hstack([filled, encoding.spline.transform(filled)])
+        else:
+            block = filled
         if encoding.indicator:
             return np.hstack([block, unknown[:, None].astype(float)])
         return block

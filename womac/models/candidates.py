@@ -10,6 +10,8 @@ naive to the flexible, so the chosen model is always shown beside what it must b
 - ``ridge``: a penalised additive model, every numeric field a cubic spline, categories
   one-hot; curved effects (BMI, floor effects) without interactions.
 - ``lightgbm``: gradient-boosted trees, learning interactions between fields.
+- ``blend``: ``ridge`` and ``lightgbm`` as tuned, averaged with weights fitted on their
+  out-of-fold predictions (:mod:`womac.models.blend`, :mod:`womac.models.selection`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from womac.data.contract import BASELINE_SUBSCALES, PREDICTOR_NAMES
 from womac.features.encoding import PatientEncoder
 
 COMPARATOR = "baseline_womac"
+BLEND = "blend"
+LINEAR, TREES = "ridge", "lightgbm"  # the blend's members
+BLEND_DESCRIPTION = "Ridge and LightGBM, weighted by their out-of-fold errors"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +66,7 @@ def _lightgbm(seed: int) -> Pipeline:
     # thread (single-row prediction is ~200x slower with two, DESIGN.md pitfalls).
     model = LGBMRegressor(
         n_estimators=300,
-        learning_rate=0.03,
+        learning_rate=0.05,
         num_leaves=4,
         min_child_samples=40,
         subsample=0.8,
@@ -87,13 +92,17 @@ CANDIDATES: dict[str, Candidate] = {
             "ridge",
             "Ridge regression, cubic splines per numeric field",
             _ridge,
-            {"model__alpha": [10.0, 100.0, 1000.0], "preprocess__spline_knots": [None, 4]},
+            {
+                "model__alpha": [3.0, 10.0, 30.0, 100.0, 300.0, 1000.0],
+                "preprocess__spline_knots": [None, 4],
+            },
         ),
         Candidate(
             "lightgbm",
             "Gradient-boosted trees (LightGBM)",
             _lightgbm,
-            {"model__num_leaves": [4, 8], "model__n_estimators": [100, 200, 400]},
+            # Tree counts are read off one fit per fold (models.selection): a fine grid is free.
+            {"model__num_leaves": [4, 8, 16], "model__n_estimators": list(range(50, 601, 50))},
         ),
     )
 }

@@ -11,6 +11,8 @@ columns' SHAP values per field gives exact field attributions, and
   is the exact interventional SHAP value of an additive model and ``intercept_`` is the
   average prediction.
 - The mean model: every contribution is zero.
+- A blend (:class:`~womac.models.blend.BlendedRegressor`): the weighted sum of its members'
+  attributions, each computed as above on the member's own columns, so it is exact too.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from sklearn.pipeline import Pipeline
 
 from womac.data.contract import PREDICTOR_NAMES
 from womac.features.encoding import PatientEncoder, field_of
+from womac.models.blend import BlendedRegressor
 from womac.models.uncertainty import OutcomeModel
 
 
@@ -69,6 +72,50 @@ def attribute(pipeline: Pipeline, encoded: np.ndarray) -> Explanation:
     return Attributor(pipeline)(encoded)
 
 
+@dataclass(frozen=True, slots=True)
+class Term:
+    """One additive part of a prediction: a fitted model on some encoded columns, weighted.
+
+    Attributes
+    ----------
+    weight
+        Its weight in the prediction (1 for a single model, the blend weight in a blend).
+    columns
+        The encoded columns it reads, in order.
+    booster
+        LightGBM's booster for a tree model (TreeSHAP by ``pred_contrib``), else ``None``.
+    intercept, coefficients
+        For an additive model: its prediction is ``intercept + columns @ coefficients``, and
+        ``coefficients * x`` its SHAP values (``coefficients`` all zero for the mean model).
+    """
+
+    weight: float
+    columns: np.ndarray
+    booster: Any | None
+    intercept: float = 0.0
+    coefficients: np.ndarray | None = None
+
+
+def terms_of(model: Any, width: int) -> list[Term]:
+    """The additive terms of a fitted point regressor on ``width`` encoded columns."""
+    every = np.arange(width)
+    if isinstance(model, BlendedRegressor):
+        return [
+            Term(weight * t.weight, columns[t.columns], t.booster, t.intercept, t.coefficients)
+            for member, columns, weight in model.active()
+            for t in terms_of(member, len(columns))
+        ]
+    if isinstance(model, LGBMRegressor):
+        return [Term(1.0, every, model.booster_)]
+    if isinstance(model, DummyRegressor):
+        constant = float(np.ravel(model.constant_)[0])
+        return [Term(1.0, every, None, constant, np.zeros(width))]
+    if hasattr(model, "coef_"):
+        intercept = float(np.ravel(model.intercept_)[0])
+        return [Term(1.0, every, None, intercept, np.ravel(model.coef_).astype(float))]
+    raise TypeError(f"cannot attribute predictions of a {type(model).__name__}")
+
+
 class Attributor:
     """Per-field SHAP attribution for one fitted pipeline, prepared once (at model load).
 
@@ -88,28 +135,32 @@ class Attributor:
         self.to_field = np.zeros((len(columns), len(self.fields)))
         for i, column in enumerate(columns):
             self.to_field[i, self.fields.index(field_of(column))] = 1.0
-        self.booster: Any | None = None
-        if isinstance(self.model, LGBMRegressor):
-            self.booster = self.model.booster_
-        elif not isinstance(self.model, DummyRegressor) and not hasattr(self.model, "coef_"):
-            raise TypeError(f"cannot attribute predictions of a {type(self.model).__name__}")
-
-    def linear_terms(self, encoded: np.ndarray) -> tuple[float, np.ndarray]:
-        """Base value and per-column SHAP values of an additive (linear or mean) model."""
-        if isinstance(self.model, DummyRegressor):
-            return float(np.ravel(self.model.constant_)[0]), np.zeros_like(encoded)
-        return float(np.ravel(self.model.intercept_)[0]), encoded * np.ravel(self.model.coef_)
+        self.terms = terms_of(self.model, len(columns))
+        # The additive terms folded into one intercept and one coefficient per column.
+        self.intercept = sum(t.weight * t.intercept for t in self.terms if t.booster is None)
+        self.coefficients = np.zeros(len(columns))
+        for t in self.terms:
+            if t.booster is None and t.coefficients is not None:
+                self.coefficients[t.columns] += t.weight * t.coefficients
+        self.boosters = [t for t in self.terms if t.booster is not None]
 
     def __call__(self, encoded: np.ndarray) -> Explanation:
         """Predictions and per-field contributions of encoded patients."""
-        if self.booster is not None:
+        base_value = self.intercept
+        column_values = encoded * self.coefficients
+        for term in self.boosters:
+            assert term.booster is not None
+            every = len(term.columns) == encoded.shape[1]  # sorted columns: all of them
             shap_values = np.asarray(
-                self.booster.predict(encoded, pred_contrib=True, num_threads=threads(encoded))
+                term.booster.predict(
+                    encoded if every else encoded[:, term.columns],
+                    pred_contrib=True,
+                    num_threads=threads(encoded),
+                )
             )
-            column_values, base_values = shap_values[:, :-1], shap_values[:, -1]
-            base_value = float(base_values[0]) if len(base_values) else 0.0
-        else:
-            base_value, column_values = self.linear_terms(encoded)
+            column_values[:, term.columns] += term.weight * shap_values[:, :-1]
+            if len(shap_values):
+                base_value += term.weight * float(shap_values[0, -1])
         contributions = column_values @ self.to_field
         return Explanation(
             expected_improvement=base_value + contributions.sum(axis=1),

@@ -11,16 +11,22 @@ def regression_metrics(observed: np.ndarray, predicted: np.ndarray) -> dict[str,
     Calibration is the least-squares line ``observed = intercept + slope * predicted``: a
     slope of 1 and intercept of 0 mean the predictions are on the right scale; a slope below
     1 means they are too spread out (over-fitted). With constant predictions the slope is
-    undefined (NaN).
+    undefined (NaN). ``calibration_slope_se`` is the slope's ordinary least-squares standard
+    error, what the promotion gate needs to tell a miscalibrated model from sampling noise.
     """
     observed = np.asarray(observed, dtype=float)
     predicted = np.asarray(predicted, dtype=float)
     residual = observed - predicted
     total = float(np.sum((observed - observed.mean()) ** 2))
     spread = float(np.var(predicted))
+    slope_se = float("nan")
     if spread > 1e-12:
         slope = float(np.cov(predicted, observed, bias=True)[0, 1] / spread)
         intercept = float(observed.mean() - slope * predicted.mean())
+        if len(observed) > 2:
+            unexplained = observed - intercept - slope * predicted
+            variance = float(np.sum(unexplained**2)) / (len(observed) - 2)
+            slope_se = float(np.sqrt(variance / (spread * len(observed))))
     else:
         slope, intercept = float("nan"), float("nan")
     return {
@@ -29,4 +35,5 @@ def regression_metrics(observed: np.ndarray, predicted: np.ndarray) -> dict[str,
         "r2": 1.0 - float(np.sum(residual**2)) / total if total > 0 else float("nan"),
         "calibration_slope": slope,
         "calibration_intercept": intercept,
+        "calibration_slope_se": slope_se,
     }

@@ -47,6 +47,7 @@ TRUSTED_TYPES: list[str] = [
     "womac.features.encoding.CategoryEncoding",
     "womac.features.encoding.NumericEncoding",
     "womac.features.encoding.PatientEncoder",
+    "womac.models.blend.BlendedRegressor",
     "womac.models.uncertainty.OutcomeModel",
 ]
 

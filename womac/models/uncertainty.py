@@ -43,6 +43,7 @@ from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 
 from womac.data.contract import WOMAC_TOTAL_MAX
+from womac.models.blend import member_predict
 
 _EPSILON = 1e-4
 MIN_GROUP_SCORES = 200
@@ -192,16 +193,10 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
 
     def predict(self, Z: Any) -> np.ndarray:
         """Expected improvement."""
-        booster = getattr(self.regressor, "booster_", None)
-        if booster is not None and not hasattr(Z, "columns"):
-            # LightGBM's own predict on plain arrays (the wrapper warns about lost names).
-            return np.asarray(booster.predict(Z, num_threads=1 if len(Z) < 2000 else 0))
-        coefficients = getattr(self.regressor, "coef_", None)
-        if coefficients is not None and np.ndim(coefficients) == 1 and not hasattr(Z, "columns"):
-            # A linear model's own formula on plain arrays (sklearn warns about lost names).
-            return np.asarray(Z, dtype=float) @ coefficients + self.regressor.intercept_
-        # Passed through as given: a regressor fitted on named columns keeps its names.
-        return np.asarray(self.regressor.predict(Z))
+        if hasattr(Z, "columns"):
+            # Passed through as given: a regressor fitted on named columns keeps its names.
+            return np.asarray(self.regressor.predict(Z))
+        return member_predict(self.regressor, np.asarray(Z, dtype=float))
 
     def distribution(
         self,

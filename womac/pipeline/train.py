@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV, cross_val_predict
+from sklearn.model_selection import cross_val_predict
 from sklearn.pipeline import Pipeline
 
 from womac.data.cohort import (
@@ -37,11 +37,27 @@ from womac.data.report import DataReport, summarise
 from womac.data.settings import Settings
 from womac.data.simulate import ORACLE, simulate_cohort
 from womac.features.encoding import UNKNOWN, field_of
-from womac.models.candidates import CANDIDATES, COMPARATOR, Candidate
+from womac.models.candidates import (
+    BLEND_DESCRIPTION,
+    CANDIDATES,
+    COMPARATOR,
+    LINEAR,
+    TREES,
+)
 from womac.models.eligibility import protocol_from
 from womac.models.evaluation import Evaluation, evaluate
+from womac.models.gates import coverage_gate, slope_gate
 from womac.models.metrics import regression_metrics
 from womac.models.scoring import Scorer
+from womac.models.selection import (
+    CLEARLY_BETTER_SE,
+    Choice,
+    Folds,
+    Tuned,
+    blend,
+    choose,
+    tune,
+)
 from womac.models.store import (
     REPORT_ARTIFACT,
     champion_version,
@@ -99,7 +115,8 @@ class CandidateResult:
     params: dict[str, Any]
     cv: dict[str, float]
     test: dict[str, float]
-    pipeline: Pipeline
+    pipeline: Pipeline  # fitted on the training patients
+    out_of_fold: np.ndarray = field(default_factory=lambda: np.zeros(0))
     run_id: str = ""
 
 
@@ -128,7 +145,9 @@ class TrainingResult:
     promotion: Promotion
     seconds: float
     evaluation: Evaluation
-    pipeline: Pipeline
+    pipeline: Pipeline  # served: fitted on every followed-up patient (settings.refit_on_all)
+    evaluated: Pipeline  # fitted on the training patients; the held-out figures are its own
+    selection_reason: str = ""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -221,21 +240,37 @@ def _train(
     # on all of them.
     tuning = _tuning_rows(split.fit, groups, settings)
     x_tune, y_tune = patients.iloc[tuning], improvement[tuning]
-    candidates: list[CandidateResult] = []
+    folds = group_folds(groups[tuning], settings.cv_folds, settings.seed)
+    tuned: list[Tuned] = []
     for candidate in CANDIDATES.values():
         on_step(f"Cross-validating {candidate.name}")
-        result = _select(candidate, x_tune, y_tune, groups[tuning], settings)
-        if len(tuning) < len(split.fit):
-            result.pipeline = clone(result.pipeline).fit(x_fit, y_fit)
-        candidates.append(result)
+        tuned.append(tune(candidate, x_tune, y_tune, folds, settings.seed))
+    by_name = {t.name: t for t in tuned}
+    tuned.append(blend(by_name[LINEAR], by_name[TREES], y_tune, folds, BLEND_DESCRIPTION))
     # Selection uses cross-validation on the training patients only.
-    chosen = min(candidates, key=lambda c: c.cv["rmse"])
+    choice = choose(tuned, y_tune, groups[tuning])
+    on_step("Fitting every candidate on the training patients")
+    candidates = [
+        CandidateResult(
+            name=t.name,
+            description=t.description,
+            params=t.params,
+            cv=t.cv(y_tune, folds),
+            test={},
+            pipeline=_fit(t.pipeline, x_fit, y_fit),
+            out_of_fold=t.out_of_fold,
+        )
+        for t in tuned
+    ]
+    chosen = next(c for c in candidates if c.name == choice.name)
 
     on_step(f"Calibrating the {settings.interval_level:.0%} interval and responder probability")
-    served = _calibrate(chosen, frame, improvement, groups, tuning, settings)
+    evaluated = _calibrate(
+        chosen.pipeline, chosen.out_of_fold, frame.iloc[tuning], y_tune, folds, settings
+    )
 
     on_step("Scoring held-out patients")
-    evaluation = evaluate(served, frame.iloc[split.test], y_test, settings.seed)
+    evaluation = evaluate(evaluated, frame.iloc[split.test], y_test, settings.seed)
     # Every candidate's held-out figures computed one way (estimates kept on the scale, as
     # served), so the chosen one's equal the served model's evaluation everywhere they show.
     baseline = womac_total(x_test).to_numpy(dtype=float)
@@ -245,6 +280,18 @@ def _train(
     oracle_test = None
     if oracle is not None:
         oracle_test = regression_metrics(y_test, oracle[usable].to_numpy(dtype=float)[split.test])
+
+    served = evaluated
+    if settings.refit_on_all:
+        on_step(f"Refitting {chosen.name} on all {len(frame):,} followed-up patients")
+        served = _refit_on_all(
+            next(t for t in tuned if t.name == chosen.name).pipeline,
+            frame,
+            patients,
+            improvement,
+            groups,
+            settings,
+        )
 
     on_step("Waiting for the tracking store")
     with store_lock(settings.resolved_tracking_uri(), settings.store_lock_timeout_s):
@@ -264,6 +311,8 @@ def _train(
                 candidates=candidates,
                 chosen=chosen,
                 served=served,
+                evaluated=evaluated,
+                choice=choice,
                 evaluation=evaluation,
                 oracle_test=oracle_test,
                 sides=Sides(x_fit, y_fit, x_test, y_test),
@@ -281,6 +330,8 @@ def _track_and_register(
     candidates: list[CandidateResult],
     chosen: CandidateResult,
     served: Pipeline,
+    evaluated: Pipeline,
+    choice: Choice,
     evaluation: Evaluation,
     oracle_test: dict[str, float] | None,
     sides: Sides,
@@ -297,13 +348,16 @@ def _track_and_register(
     with _training_run(experiment_id) as run:
         on_step("Logging candidates to MLflow")
         _log_run(cohort, report, settings, chosen, candidates, evaluation, oracle_test, split)
+        _log_selection(choice, settings, n_served=len(sides.y_fit) + len(sides.y_test))
         log_datasets(cohort.source, sides.x_fit, sides.x_test, sides.y_fit, sides.y_test)
         on_step("Drawing plots and SHAP summary")
-        figures = _figures(chosen, served, x_test, y_test, evaluation)
+        figures = _figures(chosen, evaluated, x_test, y_test, evaluation)
         for name, figure in figures.items():
             mlflow.log_figure(figure, f"plots/{name}.png")
         on_step("Comparing with the current champion")
-        promotion = _decide_promotion(client, settings, served, evaluation, x_test, y_test)
+        promotion = _decide_promotion(
+            client, settings, evaluated, evaluation, sides, report.sha256 or ""
+        )
         on_step("Writing the model report")
         context = ReportContext(
             run_id=run.info.run_id,
@@ -345,6 +399,8 @@ def _track_and_register(
         seconds=time.perf_counter() - started,
         evaluation=evaluation,
         pipeline=served,
+        evaluated=evaluated,
+        selection_reason=choice.reason,
         notes=list(cohort.notes),
     )
 
@@ -406,9 +462,6 @@ def _sample_patients(groups: np.ndarray, fraction: float, seed: int) -> np.ndarr
     return chosen[codes]
 
 
-Folds = list[tuple[np.ndarray, np.ndarray]]
-
-
 def group_folds(groups: np.ndarray, n_folds: int, seed: int) -> Folds:
     """K folds with all of a patient's joints in one fold, patients shuffled by the seed.
 
@@ -433,29 +486,27 @@ def _tuning_rows(training: np.ndarray, groups: np.ndarray, settings: Settings) -
 
 
 def _calibrate(
-    chosen: CandidateResult,
-    frame: pd.DataFrame,
-    improvement: np.ndarray,
-    groups: np.ndarray,
-    rows: np.ndarray,
+    pipeline: Pipeline,
+    out_of_fold: np.ndarray,
+    training: pd.DataFrame,
+    observed: np.ndarray,
+    folds: Folds,
     settings: Settings,
 ) -> Pipeline:
-    """The served pipeline: the chosen model with its conformal predictive distribution.
+    """A fitted candidate with its conformal predictive distribution, as served.
 
-    Out-of-fold errors come from the ``rows`` training patients; the chosen pipeline itself
-    was fitted on all training patients.
+    ``out_of_fold`` are the predictions of the same kind of model for the ``training``
+    patients, each from a fit without the patient's fold (``folds``); ``pipeline`` itself
+    may have been fitted on more patients than these.
     """
-    training = frame.iloc[rows]
-    x_fit, y_fit = model_input(training), improvement[rows]
-    fold_of = np.empty(len(rows), dtype=int)
-    splits = group_folds(groups[rows], settings.cv_folds, settings.seed)
-    for fold, (_, inside) in enumerate(splits):
+    x_fit, y_fit = model_input(training), observed
+    fold_of = np.empty(len(training), dtype=int)
+    for fold, (_, inside) in enumerate(folds):
         fold_of[inside] = fold
-    out_of_fold = cross_val_predict(clone(chosen.pipeline), x_fit, y_fit, cv=splits)
-    encoder = chosen.pipeline.named_steps["preprocess"]
+    encoder = pipeline.named_steps["preprocess"]
     names = list(encoder.get_feature_names_out())
     outcome = OutcomeModel(
-        regressor=chosen.pipeline.named_steps["model"],
+        regressor=pipeline.named_steps["model"],
         difficulty=difficulty_model(settings.seed),
         level=settings.interval_level,
         responder_min_points=settings.responder_min_points,
@@ -486,52 +537,36 @@ def _calibrate(
     return Pipeline([("preprocess", encoder), ("model", outcome)])
 
 
-def _fields_used(pipeline: Pipeline) -> list[str]:
-    return list(pipeline.named_steps["preprocess"].fields_used)
-
-
-def _select(
-    candidate: Candidate,
-    x_train: pd.DataFrame,
-    y_train: np.ndarray,
+def _refit_on_all(
+    unfitted: Pipeline,
+    frame: pd.DataFrame,
+    patients: pd.DataFrame,
+    improvement: np.ndarray,
     groups: np.ndarray,
     settings: Settings,
-) -> CandidateResult:
-    """Tune one candidate by grouped K-fold CV on the training split and refit the best."""
-    folds = group_folds(groups, settings.cv_folds, settings.seed)
-    search = GridSearchCV(
-        candidate.build(settings.seed),
-        [candidate.grid],
-        scoring={
-            "rmse": "neg_root_mean_squared_error",
-            "mae": "neg_mean_absolute_error",
-            "r2": "r2",
-        },
-        refit="rmse",
-        cv=folds,
-        n_jobs=1,
-        error_score="raise",
-    )
+) -> Pipeline:
+    """The chosen model fitted on every followed-up patient, calibrated by cross-validation
+    over them (whole patients up to ``settings.tuning_rows``)."""
+    rows = _tuning_rows(np.arange(len(frame)), groups, settings)
+    folds = group_folds(groups[rows], settings.cv_folds, settings.seed)
     with warnings.catch_warnings():
-        # Spline bases of the ridge candidate are collinear by design; the penalty handles it.
         warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
-        search.fit(x_train, y_train, groups=groups)
-    best = search.best_index_
-    results = search.cv_results_
-    cv = {
-        "rmse": float(-results["mean_test_rmse"][best]),
-        "rmse_sd": float(results["std_test_rmse"][best]),
-        "mae": float(-results["mean_test_mae"][best]),
-        "r2": float(results["mean_test_r2"][best]),
-    }
-    return CandidateResult(
-        name=candidate.name,
-        description=candidate.description,
-        params={k: v for k, v in search.best_params_.items()},
-        cv=cv,
-        test={},
-        pipeline=search.best_estimator_,
-    )
+        out_of_fold = cross_val_predict(
+            clone(unfitted), patients.iloc[rows], improvement[rows], cv=folds
+        )
+    pipeline = _fit(unfitted, patients, improvement)
+    return _calibrate(pipeline, out_of_fold, frame.iloc[rows], improvement[rows], folds, settings)
+
+
+def _fit(unfitted: Pipeline, patients: pd.DataFrame, observed: np.ndarray) -> Pipeline:
+    with warnings.catch_warnings():
+        # Spline bases are collinear by design; the ridge penalty handles it.
+        warnings.filterwarnings("ignore", category=UserWarning, module="sklearn")
+        return clone(unfitted).fit(patients, observed)
+
+
+def _fields_used(pipeline: Pipeline) -> list[str]:
+    return list(pipeline.named_steps["preprocess"].fields_used)
 
 
 def _check_tracking(settings: Settings) -> None:
@@ -553,6 +588,28 @@ def _experiment(client: Any, settings: Settings) -> str:
         client.create_experiment(
             settings.experiment_name, artifact_location=settings.resolved_artifact_root()
         )
+    )
+
+
+def _log_selection(choice: Choice, settings: Settings, *, n_served: int) -> None:
+    """Why this candidate, and which patients each figure and the served model come from."""
+    import mlflow
+
+    mlflow.set_tag("selection_reason", choice.reason)
+    served = (
+        f"all {n_served} followed-up patients (training and held-out)"
+        if settings.refit_on_all
+        else "the training patients"
+    )
+    mlflow.log_params(
+        {
+            "selection_rule": "blend unless a single candidate is clearly better "
+            f"(paired out-of-fold error lower by more than {CLEARLY_BETTER_SE:g} SE)",
+            "served_model_fitted_on": served,
+            "held_out_figures_from": "the chosen model fitted on the training patients only, "
+            "calibrated on their out-of-fold errors",
+            "cv_figures_from": "out-of-fold predictions on the training patients",
+        }
     )
 
 
@@ -653,63 +710,87 @@ def _rmse(observed: np.ndarray, predicted: np.ndarray) -> float:
 def _decide_promotion(
     client: Any,
     settings: Settings,
-    served: Pipeline,
+    evaluated: Pipeline,
     evaluation: Evaluation,
-    x_test: pd.DataFrame,
-    y_test: np.ndarray,
+    sides: Sides,
+    data_sha256: str,
 ) -> Promotion:
     """Promotion gates, on this run's held-out patients (before anything is registered).
 
-    The new model becomes champion only if its calibration slope is within the configured
-    band, its interval coverage within the tolerance of nominal, and it beats the current
-    champion's RMSE on the same patients.
+    The new model becomes champion only if its calibration slope and its interval coverage
+    pass their gates (sized by sampling error, :mod:`womac.models.gates`) and it beats the
+    current champion's RMSE on the same patients. ``evaluated`` is the model fitted without
+    the held-out patients.
     """
-    refusals: list[str] = []
-    passes: list[str] = []
-    slope = evaluation.point["calibration_slope"]
-    band = f"{settings.gate_slope_min:g}-{settings.gate_slope_max:g}"
-    if np.isfinite(slope) and settings.gate_slope_min <= slope <= settings.gate_slope_max:
-        passes.append(f"calibration slope {slope:.2f} within {band}")
-    else:
-        refusals.append(f"calibration slope {slope:.2f} outside {band}")
-    gap = evaluation.coverage - evaluation.level
-    # Below ~680 held-out patients the 95% sampling error of a coverage estimate exceeds
-    # 3 points; the gate then refuses only a gap that sampling cannot explain.
-    noise = 1.96 * np.sqrt(evaluation.level * (1 - evaluation.level) / max(evaluation.n, 1))
-    allowed = max(settings.gate_coverage_tolerance, noise)
-    why = (
-        f", the sampling error at n={evaluation.n}"
-        if noise > settings.gate_coverage_tolerance
-        else ""
-    )
-    coverage = (
-        f"{evaluation.level:.0%} interval covers {evaluation.coverage:.1%} of held-out "
-        f"patients (allowed gap {allowed:.1%}{why})"
-    )
-    (passes if abs(gap) <= allowed else refusals).append(coverage)
+    alpha = settings.gate_false_refusal
+    gates = [
+        slope_gate(
+            evaluation.point["calibration_slope"],
+            evaluation.point["calibration_slope_se"],
+            settings.gate_slope_min,
+            settings.gate_slope_max,
+            alpha,
+        ),
+        coverage_gate(
+            round(evaluation.coverage * evaluation.n),
+            evaluation.n,
+            evaluation.level,
+            settings.gate_coverage_tolerance,
+            settings.gate_coverage_wide,
+            alpha,
+        ),
+    ]
+    refusals = [gate.sentence for gate in gates if not gate.passed]
+    passes = [gate.sentence for gate in gates if gate.passed]
 
     current = champion_version(client, settings.model_name, settings.champion_alias)
     champion_rmse = None
     if current is None:
         passes.append("no champion yet")
     else:
+        recorded = _same_split_figure(client, current, settings, data_sha256)
         try:
-            champion = load_pipeline(f"models:/{settings.model_name}/{current.version}")
-            champion_rmse = _rmse(y_test, champion.predict(x_test))
+            if recorded is not None:
+                # The champion was fitted on this very file, held-out patients included:
+                # compare with its own held-out figure on the same split.
+                champion_rmse, new_rmse = recorded, evaluation.point["rmse"]
+            else:
+                champion = load_pipeline(f"models:/{settings.model_name}/{current.version}")
+                champion_rmse = _rmse(sides.y_test, champion.predict(sides.x_test))
+                new_rmse = _rmse(sides.y_test, evaluated.predict(sides.x_test))
         except Exception as error:  # an unloadable champion cannot be served either
             logger.warning("champion v%s cannot score: %s", current.version, type(error).__name__)
             passes.append(f"champion v{current.version} cannot score ({type(error).__name__})")
         else:
-            new_rmse = _rmse(y_test, served.predict(x_test))
             # Computed the same way for both; an identical model does not "beat" itself.
-            beats = new_rmse < champion_rmse - 1e-9
+            beats = new_rmse < champion_rmse - 1e-6
             versus = (
                 f"held-out RMSE {new_rmse:.3f} {'beats' if beats else 'does not beat'} "
-                f"champion v{current.version} ({champion_rmse:.3f})"
+                f"champion v{current.version} ({champion_rmse:.3f}"
+                f"{', its own held-out figure on this file' if recorded is not None else ''})"
             )
             (passes if beats else refusals).append(versus)
     reason = "; ".join(refusals or passes)
     return Promotion(not refusals, reason, champion_rmse)
+
+
+def _same_split_figure(
+    client: Any, current: Any, settings: Settings, data_sha256: str
+) -> float | None:
+    """The champion's held-out RMSE when it was trained on this file with this split."""
+    try:
+        run = client.get_run(current.run_id)
+    except Exception:
+        return None
+    params, tags = run.data.params, run.data.tags
+    same = (
+        bool(data_sha256)
+        and tags.get("data.sha256") == data_sha256
+        and params.get("seed") == str(settings.seed)
+        and params.get("test_fraction") == str(settings.test_fraction)
+        and "test_rmse" in run.data.metrics
+    )
+    return float(run.data.metrics["test_rmse"]) if same else None
 
 
 def _register(
