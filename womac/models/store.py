@@ -226,12 +226,21 @@ def resolve_champion(tracking_uri: str, model_name: str, alias: str) -> dict[str
     -------
     dict
         ``{"status": "ok", version, run_id, model_file, metrics, chosen_model, report_html}``
-        or ``{"status": "absent" | "error", "message": ...}``.
+        or ``{"status": "absent" | "error", "message": ...}``; with no champion, the message
+        lists the registered versions and how to serve one (see
+        :func:`womac.models.registry.no_champion_message`).
     """
+    from womac.models.registry import Command, no_champion_message, registered_versions
+    from womac.models.tracking import shown
+
     client = connect(tracking_uri)
     current = champion_version(client, model_name, alias)
     if current is None:
-        return {"status": "absent", "message": f"No model is registered as {model_name}@{alias}."}
+        versions = registered_versions(client, model_name)
+        message = no_champion_message(
+            model_name, alias, versions, Command.serve, store=shown(tracking_uri)
+        )
+        return {"status": "absent", "message": message}
     folder = tempfile.mkdtemp(prefix="womac-champion-")
     try:
         model_file = download_skops(f"models:/{model_name}/{current.version}", folder)

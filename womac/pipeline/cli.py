@@ -1,4 +1,4 @@
-"""The ``womac`` command line: simulate, validate, train, predict, serve."""
+"""The ``womac`` command line: simulate, validate, train, predict, promote, serve."""
 
 from __future__ import annotations
 
@@ -280,16 +280,107 @@ def predict(
             raise _refuse(error) from None
         except Exception as error:
             if type(error).__name__ in {"MlflowException", "RestException"}:
+                absent = None if model_uri else _no_champion(tracking_uri)
                 raise _refuse(
                     RuntimeError(
-                        f"cannot load model {uri} from {shown(tracking_uri)}; train one with "
-                        "`womac train`"
+                        absent
+                        or f"cannot load model {uri} from {shown(tracking_uri)}; train one "
+                        "with `womac train`"
                     )
                 ) from None
             raise
     console.print(
         f"Scored {summary.scored} of {summary.rows} rows with {summary.model_uri} "
         f"({summary.candidates} candidates under the protocol); wrote {summary.out}"
+    )
+
+
+def _no_champion(tracking_uri: str) -> str | None:
+    """The no-champion listing for ``womac predict``, or ``None`` when a champion exists."""
+    from womac.data.settings import get_settings
+    from womac.models.registry import Command, no_champion_message, registered_versions
+    from womac.models.store import champion_version, connect
+    from womac.models.tracking import shown
+
+    settings = get_settings()
+    try:
+        client = connect(tracking_uri)
+        if champion_version(client, settings.model_name, settings.champion_alias) is not None:
+            return None
+        versions = registered_versions(client, settings.model_name)
+    except Exception:  # the registry cannot be read either: the plain refusal says enough
+        return None
+    return no_champion_message(
+        settings.model_name,
+        settings.champion_alias,
+        versions,
+        Command.predict,
+        store=shown(tracking_uri),
+    )
+
+
+@app.command()
+def promote(
+    version: Annotated[
+        int, typer.Argument(min=1, help="Registered version to make the champion.")
+    ],
+    reason: Annotated[
+        str,
+        typer.Option(
+            help="Why this version is promoted by hand (recorded in the registry).",
+            show_default=False,
+        ),
+    ],
+) -> None:
+    """Make a registered version the champion by hand, recording why."""
+    from womac.data.settings import get_settings
+    from womac.models.registry import PromotionRefusedError, promote_by_hand
+    from womac.models.store import connect
+    from womac.models.tracking import StoreUnavailableError, check_store, shown
+    from womac.pipeline.safety import StoreBusyError, held_interrupts, store_lock
+
+    settings = get_settings()
+    name, alias = settings.model_name, settings.champion_alias
+    tracking_uri = settings.resolved_tracking_uri()
+    if not " ".join(reason.split()):
+        raise _refuse(ValueError("--reason must say why this version is promoted by hand"))
+    with _interruptible(f"{name}@{alias} did not move"):
+        try:
+            check_store(tracking_uri)
+            local = tracking_uri.startswith("sqlite:///")
+            if local and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+                # Not created just to find it empty.
+                raise StoreUnavailableError(
+                    f"there is no MLflow store at {tracking_uri}, so nothing to promote; "
+                    "train a model with `womac train`"
+                )
+            # Training moves the alias while holding the store; so does a promotion by hand.
+            with store_lock(tracking_uri, settings.store_lock_timeout_s):
+                client = connect(tracking_uri)
+                with held_interrupts():  # an interrupt waits until the registry is consistent
+                    done = promote_by_hand(client, name, alias, version, reason)
+        except (PromotionRefusedError, StoreBusyError, StoreUnavailableError) as error:
+            raise _refuse(error) from None
+        except Exception as error:
+            if type(error).__name__ in {"MlflowException", "RestException"}:
+                raise _refuse(
+                    RuntimeError(
+                        f"the registry at {shown(tracking_uri)} refused the promotion "
+                        f"({type(error).__name__}); {name}@{alias} did not move"
+                    )
+                ) from None
+            raise
+    replaced = (
+        f"replacing version {done.replaced_version}"
+        if done.replaced_version is not None
+        else "there was no champion before"
+    )
+    console.print(
+        f"{name}@{alias} is now version {done.version} ({replaced}), promoted by hand at "
+        f"{done.at}; the reason is recorded on the version. `womac predict` uses it from now "
+        "on; a running `womac serve` after POST /v1/admin/reload (or kill -HUP <pid>).",
+        highlight=False,
+        markup=False,
     )
 
 

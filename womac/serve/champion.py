@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from womac.data.settings import Settings
+from womac.models.registry import Command, train_advice
 
 LOOKUP_TIMEOUT_S = 120.0
 
@@ -29,7 +30,12 @@ class ChampionLookup:
         self.early: dict[str, Any] | None = None
         if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
             # Do not create an empty tracking store just by starting the service.
-            self.early = {"status": "absent", "message": f"No MLflow store at {uri}."}
+            wanted = f"{settings.model_name}@{settings.champion_alias}"
+            self.early = {
+                "status": "absent",
+                "message": f"No MLflow store at {uri}, so no model is registered as {wanted}. "
+                + train_advice(Command.serve),
+            }
             return
         self.process = subprocess.Popen(
             [

@@ -69,9 +69,9 @@ def load_champion(settings: Settings, lookup: ChampionLookup | None = None) -> S
     prepare_loading()  # overlaps the lookup, which runs in its own process
     answer = lookup.result()
     wanted = f"{settings.model_name}@{settings.champion_alias}"
-    train_hint = "Train one with `womac train` (or `make run`), then restart the service."
     if answer["status"] == "absent":
-        raise ModelUnavailableError(f"{answer['message']} No {wanted}. {train_hint}")
+        # Says which versions are registered and how to serve one, or how to train one.
+        raise ModelUnavailableError(answer["message"])
     if answer["status"] != "ok":
         raise ModelUnavailableError(
             f"{wanted} cannot be loaded: {answer['message']}. Retrain with `womac train` or "
