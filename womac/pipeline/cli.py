@@ -174,6 +174,14 @@ def _print_training(result: TrainingResult) -> None:
             style="bold" if name == result.chosen else None,
         )
     console.print(table)
+    console.print(f"Chosen: {result.selection_reason}.", highlight=False)
+    if result.pipeline is not result.evaluated:
+        console.print(
+            f"Served: {result.chosen} refitted on all {result.n_train + result.n_test} "
+            "followed-up patients; the held-out figures are of its fit on the training "
+            "patients only.",
+            highlight=False,
+        )
     evaluation = result.evaluation
     responder = evaluation.responder
     console.print(

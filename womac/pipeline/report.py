@@ -56,6 +56,8 @@ class ReportContext:
     promoted: bool
     fields_used: list[str]
     figures: dict[str, Figure]
+    selection_reason: str = ""
+    refit_on_all: bool = False
 
 
 class Section(NamedTuple):
@@ -455,7 +457,11 @@ def _summary(context: ReportContext, generated: str) -> str:
             "Model chosen",
             f"{context.chosen}"
             + (f": {chosen.description}" if chosen is not None else "")
-            + f"; chosen by the lowest {settings.cv_folds}-fold cross-validated RMSE",
+            + (
+                f"; {context.selection_reason}"
+                if context.selection_reason
+                else f"; chosen by {settings.cv_folds}-fold cross-validated RMSE"
+            ),
         ),
         (
             f"Held-out patients (n={evaluation.n})",
@@ -857,9 +863,13 @@ def _model(context: ReportContext) -> str:
         ),
         "<p>Each candidate is one pipeline (encoder, then model). Hyper-parameters were "
         f"tuned by grid search with grouped {settings.cv_folds}-fold cross-validation on the "
-        "training split only (a patient's joints in one fold), scored by RMSE; the best "
-        "setting was refitted on all training rows. The model with the lowest mean "
-        "cross-validated RMSE was chosen. The held-out patients played no part in tuning or "
+        "training split only (a patient's joints in one fold), scored by RMSE, each "
+        "setting's out-of-fold predictions kept. The <strong>blend</strong> averages the tuned "
+        "ridge and LightGBM with non-negative weights summing to one, fitted on their "
+        "out-of-fold predictions (its own cross-validated error uses weights fitted without "
+        "each fold). The blend is chosen unless a single candidate is clearly better: a lower "
+        "out-of-fold mean squared error by more than one standard error of the paired "
+        "difference (per patient). The held-out patients played no part in tuning or "
         "selection. The <strong>comparator</strong> is <code>baseline_womac</code>, a linear "
         "regression on the three baseline WOMAC subscales only, the reference a published "
         "outcome model should beat; <code>mean</code> predicts the average improvement for "
@@ -880,9 +890,19 @@ def _model(context: ReportContext) -> str:
         f"domain) is logged as the artifact <code>model</code> of MLflow run <code>"
         f"{escape(context.run_id)}</code> and registered as <code>"
         f"{escape(settings.model_name)}</code>; the served model is "
-        f"<code>{escape(settings.model_uri)}</code>. That same object, not a re-implementation, "
-        "computed the held-out predictions of this report and answers the API and "
-        "<code>womac predict</code>.</p>",
+        f"<code>{escape(settings.model_uri)}</code>. "
+        + (
+            "After the held-out evaluation the chosen model was refitted, with the same "
+            "settings, on every followed-up patient (training and held-out), and its interval "
+            "calibrated on their out-of-fold errors: that refitted object is the one served. "
+            "The held-out figures of this report are those of its fit on the training "
+            "patients only, computed by the same code that answers the API and "
+            "<code>womac predict</code>.</p>"
+            if context.refit_on_all
+            else "That same object, not a re-implementation, computed the held-out "
+            "predictions of this report and answers the API and <code>womac predict</code>."
+            "</p>"
+        ),
         "</section>",
     ]
     return "\n".join(parts)
@@ -1505,9 +1525,10 @@ def _chosen(context: ReportContext) -> Any:
 
 
 def _grids() -> dict[str, dict[str, list[Any]]]:
-    from womac.models.candidates import CANDIDATES
+    from womac.models.candidates import BLEND, CANDIDATES
 
-    return {name: candidate.grid for name, candidate in CANDIDATES.items()}
+    grids = {name: candidate.grid for name, candidate in CANDIDATES.items()}
+    return grids | {BLEND: {"weights": ["fitted on out-of-fold predictions"]}}
 
 
 def _param_name(key: str) -> str:

@@ -372,6 +372,8 @@ def _track_and_register(
             promoted=promotion.promoted,
             fields_used=_fields_used(served),
             figures=figures,
+            selection_reason=choice.reason,
+            refit_on_all=served is not evaluated,
         )
         mlflow.log_text(render_report(context), REPORT_ARTIFACT)
         on_step("Logging the fitted pipeline")
