@@ -163,7 +163,7 @@ def one_run(process: str, n: int, seed: int, work: Path) -> dict[str, Any]:
         "n": n,
         "seed": seed,
         "chosen": result.chosen,
-        "selection_reason": result.selection_reason,
+        "selection_reason": getattr(result, "selection_reason", ""),
         "promoted": result.promotion.promoted,
         "promotion_reason": result.promotion.reason,
         "training_seconds": seconds,

@@ -100,6 +100,23 @@ def test_parent_run_has_a_nested_run_per_candidate_with_cv_and_held_out_metrics(
         assert run.data.metrics["cv_rmse"] == pytest.approx(result.cv["rmse"])
 
 
+def test_run_says_why_the_candidate_was_chosen_and_which_patients_each_figure_uses(
+    trained: Any, client: MlflowClient
+) -> None:
+    run = client.get_run(trained.run_id)
+    reason = run.data.tags["selection_reason"]
+    assert reason == trained.selection_reason
+    assert reason.startswith(f"{trained.chosen}")  # "blend: ..." or "<single> is clearly ..."
+    assert "standard error" in reason
+    params = run.data.params
+    followed_up = trained.n_train + trained.n_test
+    assert params["served_model_fitted_on"] == (
+        f"all {followed_up} followed-up patients (training and held-out)"
+    )
+    assert "training patients only" in params["held_out_figures_from"]
+    assert "out-of-fold" in params["cv_figures_from"]
+
+
 def test_run_logs_plots_data_summary_and_a_signed_model(
     trained: Any, store: Settings, client: MlflowClient, tmp_path: Path
 ) -> None:
