@@ -233,7 +233,6 @@ class CompiledPatient:
         )
         self.scores = outcome.scores_.tolist()
         self.quantiles = {outcome.level: outcome.quantiles(outcome.level)}
-        self.recalibration = tuple(float(v) for v in outcome.recalibration_)
 
     def encode(self, record: Mapping[str, Any]) -> np.ndarray:
         """The encoded, centred and scaled row of one patient (as the pipeline would)."""
@@ -305,11 +304,8 @@ class CompiledPatient:
         else:
             below = bisect_left(self.scores, (threshold - raw) / scale)
             chance = 1.0 - (below + 0.5) / (len(self.scores) + 1)
-            intercept, slope = self.recalibration
-            chance = min(max(chance, 1e-4), 1 - 1e-4)
-            probability = 1.0 / (
-                1.0 + math.exp(-(intercept + slope * math.log(chance / (1 - chance))))
-            )
+            # NumPy's exp and log, as on the array path: libm's may differ in the last bit.
+            probability = float(outcome.recalibrated(np.array([chance]))[0])
 
         outside = tuple(
             slot.encoding.field

@@ -234,9 +234,13 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         lower = np.clip(predicted + low_score * scale, low_limit, high_limit)
         upper = np.clip(predicted + high_score * scale, low_limit, high_limit)
         raw = self._raw_probability(predicted, scale, baseline_total)
+        return lower, upper, self.recalibrated(raw)
+
+    def recalibrated(self, raw: np.ndarray) -> np.ndarray:
+        """The responder probability from the predictive distribution's raw chance: logistic
+        recalibration on its logit (0 stays 0: a threshold the scale cannot reach)."""
         intercept, slope = self.recalibration_
-        probability = np.where(raw > 0, _expit(intercept + slope * _logit(raw)), 0.0)
-        return lower, upper, probability
+        return np.where(raw > 0, _expit(intercept + slope * _logit(raw)), 0.0)
 
     def atypical(self, Z: Any) -> np.ndarray:
         """Whether each patient lies farther from the training patients than 99% of them.
