@@ -83,4 +83,4 @@ def coverage_gate(
         return Gate(
             True, f"{shown}: conservative (wider than needed), accepted up to {ceiling:.0%}"
         )
-    return Gate(True, f"{shown}, sound ({floor:.0%} or more within sampling error)")
+    return Gate(True, f"{shown}, sound (not below {floor:.0%} beyond sampling error)")
