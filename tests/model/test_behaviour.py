@@ -23,7 +23,7 @@ from womac.serve.model import ServedModel
 LOW_FUNCTION, HIGH_FUNCTION = 10.0, 50.0  # WOMAC function, 0-68: mild and severe limitation
 
 
-CANDIDATE_NAMES = ["baseline_womac", "ridge", "lightgbm"]
+CANDIDATE_NAMES = ["baseline_womac", "ridge", "lightgbm", "blend"]
 
 
 def pipeline_of(trained: Any, name: str) -> Pipeline:
@@ -181,7 +181,7 @@ def test_unknown_optional_field_is_labelled_as_unknown_in_the_explanation(
     assert any(label in warning for warning in answer["warnings"]), answer["warnings"]
 
 
-@pytest.mark.parametrize("name", ["ridge", "lightgbm"])
+@pytest.mark.parametrize("name", ["ridge", "lightgbm", "blend"])
 def test_candidate_would_label_an_unknown_field_as_unknown(
     trained: Any, records: list[dict[str, Any]], name: str
 ) -> None:
