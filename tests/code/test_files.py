@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from womac.pipeline.files import atomic_write_csv
+from womac.pipeline.files import atomic_write_csv, spreadsheet_safe
 
 PREVIOUS = "patient_id,expected_improvement\nQX-1,12.5\n"
 
@@ -72,3 +73,27 @@ def test_a_failure_with_no_previous_file_leaves_nothing(
         atomic_write_csv(scores, tmp_path / "scores.csv")
 
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    ["=1+1", "+1-1", "-2+3", "@SUM(A1)", "\t=cmd", "\r=cmd", '=HYPERLINK("http://x")', "\uff1d1"],
+)
+def test_a_cell_a_spreadsheet_would_run_is_written_as_text(tmp_path: Path, hostile: str) -> None:
+    """OWASP's CSV-injection advice: a leading quote, so the cell is shown, never run."""
+    path = tmp_path / "scores.csv"
+    frame = pd.DataFrame({"patient_id": [hostile, "QX-2"], "expected_improvement": [-4.0, 3.5]})
+
+    atomic_write_csv(frame, path)
+
+    with path.open(newline="", encoding="utf-8") as stream:
+        cells = [row[0] for row in csv.reader(stream)]
+    assert cells == ["patient_id", "'" + hostile, "QX-2"]
+    back = pd.read_csv(path, keep_default_na=False)
+    # Numbers are numbers: a negative improvement is not a formula.
+    assert back["expected_improvement"].tolist() == [-4.0, 3.5]
+
+
+def test_text_that_does_not_start_like_a_formula_is_left_alone() -> None:
+    frame = pd.DataFrame({"patient_id": ["QX-1", "a=b", "Jane-Doe", None]})
+    pd.testing.assert_frame_equal(spreadsheet_safe(frame), frame)

@@ -256,6 +256,14 @@ def test_inspecting_a_bad_file_types_broken_values_as_unknown(write_file) -> Non
             "name,years,gender\nAnna,61,f\n", "header", "header", (), None, id="no-contract-column"
         ),
         pytest.param(
+            f"{HEADER}\n{row()}\n{row(patient_id='P' * 65)}\n",
+            "patient_id",
+            "too long: must be a non-empty identifier of at most 64 characters",
+            (3,),
+            "P" * 65,
+            id="patient-id-longer-than-the-api-allows",
+        ),
+        pytest.param(
             f"{HEADER}\n{row(sex=chr(34) + 'female')}\n",
             "file",
             "CSV",
@@ -287,6 +295,18 @@ def test_bad_input_is_refused_with_a_clear_problem(
     assert "QX-48213" not in message
     if secret is not None:
         assert not re.search(rf"(?<![\w.]){re.escape(secret)}(?![\w.])", message), message
+
+
+def test_the_patient_id_limit_is_the_contracts_and_the_apis(write_file) -> None:
+    """One limit everywhere: the longest id a file may hold is the longest the API takes."""
+    from womac.serve.schemas import PatientRequest
+
+    longest = FIELD_BY_NAME["patient_id"].max_length
+    assert longest == 64
+    cohort = read_cohort(write_file("export.csv", f"{HEADER}\n{row(patient_id='P' * longest)}\n"))
+    assert cohort.frame["patient_id"].tolist() == ["P" * longest]
+    schema = PatientRequest.model_json_schema()["properties"]["patient_id"]
+    assert longest in [option.get("maxLength") for option in schema.get("anyOf", [schema])]
 
 
 def test_a_headerless_export_is_refused_as_missing_its_header(write_file) -> None:

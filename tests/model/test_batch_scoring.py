@@ -341,3 +341,22 @@ def test_womac_predict_can_write_the_full_explanation(
             full.loc[row, contributions].abs().astype(float).idxmax().removeprefix("contribution_")
         )
         assert summary_scores.loc[row, "top1_field"] == top, i
+
+
+def test_a_patient_id_a_spreadsheet_would_run_is_written_as_text(
+    trained: Any, store: Settings, tmp_path: Path
+) -> None:
+    """OWASP's CSV injection: the file a clinic opens in Excel never holds a live formula."""
+    import csv
+
+    cohort, _ = simulate_cohort(4, FRESH_SEED + 2)
+    hostile = ['=HYPERLINK("http://evil.example","open")', "+1+1", "@SUM(A1:A9)", "QX-7"]
+    cohort["patient_id"] = hostile
+    data, out = tmp_path / "export.csv", tmp_path / "scores.csv"
+    cohort.drop(columns=list(FOLLOW_UP_SUBSCALES)).to_csv(data, index=False)
+
+    score_cohort(data, out, CHAMPION_URI, store.resolved_tracking_uri(), protocol_from(store))
+
+    with out.open(newline="", encoding="utf-8") as stream:
+        ids = [line[0] for line in csv.reader(stream)][1:]
+    assert ids == ["'" + hostile[0], "'+1+1", "'@SUM(A1:A9)", "QX-7"]

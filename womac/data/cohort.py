@@ -595,6 +595,9 @@ def parse_column(
     blank = np.array([text.lower() in BLANK_TOKENS for text in texts])[codes]
 
     if spec.kind is Kind.IDENTIFIER:
+        if spec.max_length is not None:
+            too_long = np.array([len(text) > spec.max_length for text in texts])[codes]
+            flag(~blank & too_long, "too long")
         identifiers = np.array([*texts[:-1], np.nan], dtype=object)[codes]
         identifiers = np.where(blank, np.nan, identifiers)
         return pd.Series(identifiers, index=raw.index, dtype=object), problems, blank

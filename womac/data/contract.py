@@ -60,6 +60,9 @@ class PatientField:
         Whether a required field may be blank (unknown) for an individual patient.
     aliases
         Other spellings clinics export for a category, as (spelling, category) pairs.
+    max_length
+        Longest allowed text of an identifier, in characters; the one limit that
+        ``validate``, ``predict``, ``train`` and the API all apply.
     """
 
     name: str
@@ -74,6 +77,7 @@ class PatientField:
     required: bool = True
     blank_allowed: bool = False
     aliases: tuple[tuple[str, str], ...] = ()
+    max_length: int | None = None
 
     @property
     def is_numeric(self) -> bool:
@@ -84,7 +88,8 @@ class PatientField:
     def rule(self) -> str:
         """The rule a value must follow, in words (used in error messages)."""
         if self.kind is Kind.IDENTIFIER:
-            return "must be a non-empty identifier"
+            longest = f" of at most {self.max_length} characters" if self.max_length else ""
+            return f"must be a non-empty identifier{longest}"
         if self.kind is Kind.BOOLEAN:
             return "must be true/false, yes/no or 1/0"
         if self.kind is Kind.CATEGORY:
@@ -133,6 +138,7 @@ FIELDS: tuple[PatientField, ...] = (
         Role.IDENTIFIER,
         "Patient ID",
         "Pseudonymous patient identifier; one row per treated joint, so a patient may repeat.",
+        max_length=64,
     ),
     PatientField("age", Kind.NUMBER, Role.PREDICTOR, "Age", "Age at treatment.", "years", 18, 100),
     PatientField(

@@ -1,4 +1,4 @@
-"""Writing output files whole or not at all."""
+"""Writing output files whole or not at all, and safe to open in a spreadsheet."""
 
 from __future__ import annotations
 
@@ -7,6 +7,36 @@ import tempfile
 from pathlib import Path
 
 import pandas as pd
+
+# Characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection"):
+# =, +, -, @, and a tab or carriage return (which precede one), with their full-width forms.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+# RFC 4180's line ending. It also makes the CSV writer quote a cell holding a carriage
+# return, which with "\n" endings it leaves bare, splitting the row in a spreadsheet.
+LINE_END = "\r\n"
+
+
+def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text cells a spreadsheet would run as a formula, prefixed with a single quote.
+
+    OWASP's advice for CSV files: a leading ``'`` makes Excel, LibreOffice and Google Sheets
+    show the cell as text. Only text cells change (a negative number stays a number), and only
+    those that start like a formula; a patient id written ``=HYPERLINK(...)`` arrives in the
+    file as ``'=HYPERLINK(...)``, shown, never run.
+    """
+    out = frame
+    for name in frame.columns:
+        column = frame[name]
+        if column.dtype != object and not pd.api.types.is_string_dtype(column):
+            continue
+        risky = column.map(lambda cell: isinstance(cell, str) and cell.startswith(FORMULA_STARTS))
+        if risky.any():
+            if out is frame:
+                out = frame.copy()
+            out[name] = column.where(~risky, "'" + column.astype(object).where(risky, ""))
+    return out
 
 
 def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
@@ -19,7 +49,7 @@ def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            frame.to_csv(stream, index=False)
+            spreadsheet_safe(frame).to_csv(stream, index=False, lineterminator=LINE_END)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -16,6 +16,7 @@ from womac.models.eligibility import Protocol
 from womac.models.scoring import ANSWER_COLUMNS, CONTRIBUTION, Scorer
 from womac.models.store import connect, load_pipeline
 from womac.pipeline.detail import Detail
+from womac.pipeline.files import LINE_END, spreadsheet_safe
 
 TOP_CONTRIBUTIONS = 3
 # A CSV cell holds text: the answer's lists are joined with these.
@@ -95,7 +96,9 @@ def score_cohort(
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             for chunk in reader.chunks():
                 output = score_frame(chunk.frame, scorer, detail)
-                as_text(output).to_csv(stream, index=False, header=rows == 0)
+                as_text(output).to_csv(
+                    stream, index=False, header=rows == 0, lineterminator=LINE_END
+                )
                 rows += len(output)
                 scored += int(output["expected_improvement"].notna().sum())
                 candidates += int(output["candidate"].sum())
@@ -158,10 +161,11 @@ def score_frame(frame: pd.DataFrame, scorer: Scorer, detail: Detail = Detail.top
 
 
 def as_text(scores: pd.DataFrame) -> pd.DataFrame:
-    """Scores as a text file holds them: each list joined into one cell."""
+    """Scores as a text file holds them: each list joined into one cell, and no cell that a
+    spreadsheet would run as a formula (:func:`~womac.pipeline.files.spreadsheet_safe`)."""
     scores = scores.copy()
     for name, separator in LIST_SEPARATORS.items():
         scores[name] = [
             separator.join(items) if isinstance(items, list) else None for items in scores[name]
         ]
-    return scores
+    return spreadsheet_safe(scores)

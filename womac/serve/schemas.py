@@ -24,7 +24,7 @@ def _annotation(spec: PatientField) -> tuple[Any, Any]:
     kind: Any
     if spec.kind is Kind.IDENTIFIER:
         kind = str
-        extra |= {"min_length": 1, "max_length": 64}
+        extra |= {"min_length": 1, "max_length": spec.max_length}
     elif spec.kind is Kind.CATEGORY:
         kind = Literal[spec.categories]
     elif spec.kind is Kind.BOOLEAN:
