@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.conftest import free_port, settings_env, store_settings, womac_command
+from tests.conftest import free_port, run_womac, settings_env, store_settings, womac_command
 from womac.data.contract import FIELD_BY_NAME
 from womac.data.settings import Settings
 from womac.serve.main import create_app
@@ -133,14 +133,41 @@ def test_health_and_the_page_stay_open_with_a_key(keyed: TestClient, path: str) 
 
 
 @pytest.mark.parametrize("path", ["/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"])
-@pytest.mark.parametrize("key", [None, KEY])
-def test_the_api_description_is_closed_with_a_key(
-    keyed: TestClient, path: str, key: str | None
-) -> None:
-    response = keyed.get(path, headers={"X-API-Key": key} if key else {})
+def test_the_api_description_is_closed_without_the_key(keyed: TestClient, path: str) -> None:
+    response = keyed.get(path)
 
     assert response.status_code in (401, 404), path
     assert "openapi" not in response.text.lower()
+
+
+def test_authenticated_clients_get_the_api_description(keyed: TestClient) -> None:
+    """A client generator needs /openapi.json; with the key it is served."""
+    response = keyed.get("/openapi.json", headers={"X-API-Key": KEY})
+
+    assert response.status_code == 200
+    description = response.json()
+    assert "/v1/predict" in description["paths"]
+    assert "/openapi.json" not in description["paths"]
+    assert keyed.get("/openapi.json", headers={"X-API-Key": "wrong"}).status_code == 401
+
+
+def test_health_answers_head_as_health_checkers_send_it(keyed: TestClient) -> None:
+    response = keyed.head("/health")
+
+    assert response.status_code == 200
+    assert response.content == b""
+
+
+def test_an_empty_api_key_is_refused_at_start_up_in_one_line(tmp_path: Path) -> None:
+    """An empty WOMAC_API_KEY would lock every route without a word: refused, not served."""
+    env = settings_env(store_settings(tmp_path)) | {"WOMAC_API_KEY": "  "}
+    result = run_womac("serve", cwd=tmp_path, env=env)
+
+    assert result.returncode == 1
+    assert "WOMAC_API_KEY" in result.stderr
+    assert "empty" in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "womac service on" not in result.stdout
 
 
 def test_without_a_key_the_description_is_open(tmp_path: Path) -> None:

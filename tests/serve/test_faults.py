@@ -318,3 +318,52 @@ def test_a_reload_onto_a_damaged_model_keeps_the_old_one_serving_and_says_why(
     assert "still serving version 1" in failed["event"]
     assert failed["level"] == "error"
     assert_plain_log(server)
+
+
+def test_a_sighup_before_the_model_has_loaded_reloads_instead_of_killing(
+    champion_v1: Registry, tmp_path: Path
+) -> None:
+    """SIGHUP is documented as "reload": so from the start, not only once the model is in."""
+    import subprocess
+
+    from tests.conftest import free_port, settings_env, womac_command
+
+    port = free_port()
+    log = tmp_path / "server.log"
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            [womac_command(), "serve", "--port", str(port)],
+            cwd=tmp_path,
+            env=settings_env(champion_v1.settings),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            # Our code runs (the command has printed its line) but the model is not in yet.
+            deadline = time.monotonic() + 30
+            while b"womac service on" not in log.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=0.5)
+            process.send_signal(signal.SIGHUP)
+            health = None
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and process.poll() is None:
+                try:
+                    health = httpx.get(f"http://127.0.0.1:{port}/health", timeout=1.0).json()
+                    break
+                except httpx.TransportError:
+                    time.sleep(0.1)
+            # The reload the signal asked for runs once loading is done.
+            deadline = time.monotonic() + 60
+            while b"reloaded:" not in log.read_bytes() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            alive = process.poll() is None
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    text = log.read_text()
+    assert alive, text
+    assert health is not None, text
+    assert health["model_loaded"] is True
+    assert "reloaded: serving version 1 (was 1)" in text, text

@@ -79,7 +79,8 @@ BAD_REQUESTS: dict[str, tuple[dict[str, Any], str]] = {
     "age out of range": ({"age": 640}, "age"),
     "sex not a category": ({"sex": "F"}, "sex"),
     "bmi not a number": ({"bmi": "abc"}, "bmi"),
-    "unknown field": ({EXTRA_FIELD: EXTRA_VALUE}, EXTRA_FIELD),
+    # A key that is not a field is not named (it could hold anything): the body is.
+    "unknown field": ({EXTRA_FIELD: EXTRA_VALUE}, "body"),
 }
 
 
@@ -114,7 +115,42 @@ def test_bad_value_is_refused_naming_the_field_without_echoing_it(
     body = response.json()
     assert [issue["field"] for issue in body["detail"]] == [field]
     assert all(issue["msg"] for issue in body["detail"])
-    assert_values_not_echoed(body, [str(v) for v in change.values()])
+    unknown_keys = [key for key in change if key not in patient]
+    assert_values_not_echoed(body, [str(v) for v in change.values()] + unknown_keys)
+
+
+def test_unknown_keys_are_one_problem_with_their_count_whatever_their_number(
+    client: TestClient, patient: dict[str, Any]
+) -> None:
+    """Half a million unknown keys would once make half a million errors (and echo each)."""
+    extra = {f"note-{i}": i for i in range(5000)}
+    response = client.post(PREDICT, json=patient | extra)
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["detail"] == [
+        {
+            "field": "body",
+            "loc": ["body"],
+            "msg": "5000 unknown fields: only the contract's fields are accepted "
+            "(see /openapi.json)",
+            "type": "extra_forbidden",
+        }
+    ]
+    assert len(response.content) < 1000
+
+
+def test_a_422_lists_at_most_twenty_problems_and_counts_the_rest(
+    client: TestClient, patient: dict[str, Any]
+) -> None:
+    bad = patient | {"age": 640}
+    response = client.post("/v1/predict/batch", json={"patients": [bad] * 60})
+
+    assert response.status_code == 422
+    body = response.json()
+    assert len(body["detail"]) == 20
+    assert body["more_problems"] == 40
+    assert {issue["field"] for issue in body["detail"]} == {f"patients.{i}.age" for i in range(20)}
 
 
 def test_missing_required_field_is_refused_naming_it(
@@ -134,9 +170,9 @@ def test_every_bad_field_is_named_at_once(client: TestClient, patient: dict[str,
     assert response.status_code == 422
     body = response.json()
     named = {issue["field"] for issue in body["detail"]}
-    assert named == {"age", "sex", "bmi", "kl_grade", EXTRA_FIELD}
+    assert named == {"age", "sex", "bmi", "kl_grade", "body"}  # "body": the unknown key
     sent = [str(v) for change, _ in BAD_REQUESTS.values() for v in change.values()]
-    assert_values_not_echoed(body, sent)
+    assert_values_not_echoed(body, [*sent, EXTRA_FIELD])
 
 
 # -- batches ----------------------------------------------------------------------------

@@ -81,6 +81,9 @@ def test_no_canary_value_in_any_server_log_or_refusal(
             http.get("/v1/model", headers={"X-Request-ID": CANARY_ID}),  # an id as request id
             http.get(f"/v1/patients/{CANARY_ID}/bmi/37.7731"),
             http.post(f"/v1/predict?patient={CANARY_ID}", json=bad),
+            # A key can hold anything a client typed; so can the first segment of a path.
+            http.post("/v1/predict", json=canary | {f"{CANARY_ID}-key": 1}),
+            http.get(f"/{CANARY_ID}.1962-03-04"),
         ]
     log = server.output()
 
@@ -98,6 +101,8 @@ def test_no_canary_value_in_any_server_log_or_refusal(
         200,
         404,
         422,
+        422,
+        404,
     ]
     for response in checked:
         assert leaked(response.text) == [], (response.request.url.path, response.text)

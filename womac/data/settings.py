@@ -135,6 +135,16 @@ class Settings(BaseSettings):
         """Absolute artifact location for new experiments, so the store works from any folder."""
         return self.artifact_root.resolve().as_uri()
 
+    @field_validator("api_key")
+    @classmethod
+    def _key_not_empty(cls, key: SecretStr | None) -> SecretStr | None:
+        if key is not None and not key.get_secret_value().strip():
+            raise ValueError(
+                "set but empty, which would lock every route: set a key, or unset it to "
+                "serve 127.0.0.1 without one"
+            )
+        return key
+
     @field_validator("exclusion_flags")
     @classmethod
     def _known_flags(cls, flags: list[str]) -> list[str]:

@@ -18,6 +18,7 @@ from rich.table import Table
 from womac.pipeline.detail import Detail
 
 if TYPE_CHECKING:
+    from womac.data.settings import Settings
     from womac.pipeline.train import TrainingResult
 
 app = typer.Typer(
@@ -48,6 +49,24 @@ def _refuse(error: Exception) -> typer.Exit:
     # Escaped: a message may hold brackets (".[spark]", a column named "[x]") that are not markup.
     errors.print(f"[bold red]error:[/] {escape(str(error))}", highlight=False, markup=True)
     return typer.Exit(code=1)
+
+
+def _settings() -> Settings:
+    """The process-wide settings; a bad ``WOMAC_*`` variable is one line naming it and why
+    (never its value: it could be a key or a password)."""
+    from pydantic import ValidationError
+
+    from womac.data.settings import get_settings
+
+    try:
+        return get_settings()
+    except ValidationError as invalid:
+        problems = "; ".join(
+            f"WOMAC_{'_'.join(str(part) for part in issue['loc']).upper()}: "
+            + str(issue["msg"]).removeprefix("Value error, ")
+            for issue in invalid.errors()
+        )
+        raise _refuse(ValueError(f"bad settings: {problems}")) from None
 
 
 @app.command()
@@ -121,13 +140,12 @@ def train(
 ) -> None:
     """Train, compare, log to MLflow and register a model."""
     from womac.data.cohort import CohortError
-    from womac.data.settings import get_settings
     from womac.models.tracking import StoreUnavailableError
     from womac.pipeline.safety import StoreBusyError
     from womac.pipeline.train import TrainingError
     from womac.pipeline.train import train as run_training
 
-    settings = get_settings()
+    settings = _settings()
     with (
         console.status("Starting", spinner="dots") as status,
         _interruptible("nothing was registered and no alias moved"),
@@ -244,12 +262,11 @@ def predict(
 ) -> None:
     """Score a cohort file with the champion (or another model)."""
     from womac.data.cohort import CohortError
-    from womac.data.settings import get_settings
     from womac.models.eligibility import protocol_from
     from womac.models.tracking import StoreUnavailableError, check_store, shown
     from womac.pipeline.predict import BatchSummary, score_cohort
 
-    settings = get_settings()
+    settings = _settings()
     uri = model_uri or settings.model_uri
     tracking_uri = settings.resolved_tracking_uri()
     if master is not None and engine is not Engine.spark:
@@ -305,12 +322,11 @@ def predict(
 
 def _no_champion(tracking_uri: str) -> str | None:
     """The no-champion listing for ``womac predict``, or ``None`` when a champion exists."""
-    from womac.data.settings import get_settings
     from womac.models.registry import Command, no_champion_message, registered_versions
     from womac.models.store import champion_version, connect
     from womac.models.tracking import shown
 
-    settings = get_settings()
+    settings = _settings()
     try:
         client = connect(tracking_uri)
         if champion_version(client, settings.model_name, settings.champion_alias) is not None:
@@ -341,13 +357,12 @@ def promote(
     ],
 ) -> None:
     """Make a registered version the champion by hand, recording why."""
-    from womac.data.settings import get_settings
     from womac.models.registry import PromotionRefusedError, promote_by_hand
     from womac.models.store import connect
     from womac.models.tracking import StoreUnavailableError, check_store, shown
     from womac.pipeline.safety import StoreBusyError, held_interrupts, store_lock
 
-    settings = get_settings()
+    settings = _settings()
     name, alias = settings.model_name, settings.champion_alias
     tracking_uri = settings.resolved_tracking_uri()
     if not " ".join(reason.split()):
@@ -398,11 +413,15 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
 ) -> None:
     """Serve the champion over HTTP."""
+    import signal
+
+    from womac.serve.main import remember_hangup
+
+    # From the first moment: a SIGHUP before the service has started reloads, never kills.
+    signal.signal(signal.SIGHUP, remember_hangup)
     import uvicorn
 
-    from womac.data.settings import get_settings
-
-    settings = get_settings()
+    settings = _settings()
     host = host or settings.host
     port = port or settings.port
     loopback = host in ("127.0.0.1", "localhost", "::1")

@@ -114,6 +114,6 @@ class RequestLog:
 
 
 def _route_of(path: str) -> str:
-    """A path with no route matched: keep only its first segment (it could hold anything)."""
-    head = path.split("/")[1] if path.startswith("/") else ""
-    return f"/{head[:32]}/…" if path.count("/") > 1 else f"/{head[:32]}"
+    """A path no route matched: none of it is logged (even its first segment could be a
+    patient's name), except the static files' own prefix."""
+    return "/static/…" if path.startswith("/static/") else "(no route)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -27,6 +28,14 @@ from womac.serve.schemas import ErrorMessage
 
 logger = logging.getLogger("womac.serve")
 
+HANGUP_BEFORE_START = threading.Event()
+"""Set by ``womac serve``'s own SIGHUP handler, active until the service installs its own."""
+
+
+def remember_hangup(signum: int, frame: Any) -> None:
+    """SIGHUP before the service runs: reload once the model has loaded (not die)."""
+    HANGUP_BEFORE_START.set()
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; ``uvicorn serve.main:create_app --factory`` runs it."""
@@ -37,6 +46,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Start the registry lookup first: it runs in a child process while this one
         # imports the scoring stack (scikit-learn, skops, LightGBM) below.
         lookup = ChampionLookup(settings)
+        loop = asyncio.get_running_loop()
+        with suppress(NotImplementedError, RuntimeError, ValueError):
+            # `kill -HUP <pid>` picks up a moved champion alias without a restart. Installed
+            # before the model loads; one that came even earlier (`womac serve` catches it
+            # from its first moment, see HANGUP_BEFORE_START) is honoured once loading ends.
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_model(app)))
         from womac.serve.model import ModelUnavailableError, load_champion
 
         try:
@@ -44,10 +59,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         except ModelUnavailableError as problem:
             logger.error("serving without a model: %s", problem)
             app.state.model_problem = str(problem)
-        loop = asyncio.get_running_loop()
-        with suppress(NotImplementedError, RuntimeError, ValueError):
-            # `kill -HUP <pid>` picks up a moved champion alias without a restart.
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_model(app)))
+        if HANGUP_BEFORE_START.is_set():
+            HANGUP_BEFORE_START.clear()
+            app.state.startup_reload = loop.create_task(reload_model(app))
         yield
 
     key_required = settings.api_key is not None
@@ -94,6 +108,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
     for router in (model.router, predict.router, admin.router):
         app.include_router(router, dependencies=protected, responses=refusals)
+    if key_required:
+        # The API description for authenticated clients (a client generator needs it).
+        @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
+        async def openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())
+
     return app
 
 
@@ -122,23 +142,54 @@ async def reload_model(app: FastAPI) -> dict[str, Any]:
         return {"reloaded": True, "serving_version": loaded.version, "previous_version": before}
 
 
+MAX_PROBLEMS = 20
+"""At most this many problems in a 422; the rest are counted, not listed."""
+
+
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
-    """422 naming each bad field and the rule it broke, without echoing what was sent."""
+    """422 naming each bad field and the rule it broke, without echoing what was sent.
+
+    A key that is not a contract field is not named either (a key can hold anything a
+    client typed): all of them at one place are one problem, with their count. At most
+    :data:`MAX_PROBLEMS` problems are listed, the rest counted in ``more_problems``.
+    """
     assert isinstance(error, RequestValidationError)
-    detail = [
-        {
-            # Unparseable JSON is located by character offset, which is not a field.
-            "field": "body"
-            if issue["type"] == "json_invalid"
-            else ".".join(str(part) for part in issue["loc"] if part != "body") or "body",
-            "loc": list(issue["loc"]),
-            "msg": "The body is not valid JSON."
-            if issue["type"] == "json_invalid"
-            else issue["msg"],
-            "type": issue["type"],
-        }
-        for issue in error.errors()
-    ]
-    return JSONResponse(
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": detail}
-    )
+    detail: list[dict[str, Any]] = []
+    unknown: dict[tuple[Any, ...], int] = {}
+    issues = error.errors()
+    for issue in issues:
+        location = tuple(part for part in issue["loc"])
+        if issue["type"] == "extra_forbidden":
+            where = location[:-1]
+            if where not in unknown:
+                detail.append({"unknown_at": where})
+            unknown[where] = unknown.get(where, 0) + 1
+            continue
+        detail.append(
+            {
+                # Unparseable JSON is located by character offset, which is not a field.
+                "field": "body"
+                if issue["type"] == "json_invalid"
+                else ".".join(str(part) for part in location if part != "body") or "body",
+                "loc": list(location),
+                "msg": "The body is not valid JSON."
+                if issue["type"] == "json_invalid"
+                else issue["msg"],
+                "type": issue["type"],
+            }
+        )
+    for index, entry in enumerate(detail):
+        if "unknown_at" in entry:
+            where = entry["unknown_at"]
+            count = unknown[where]
+            detail[index] = {
+                "field": ".".join(str(part) for part in where if part != "body") or "body",
+                "loc": list(where),
+                "msg": f"{count} unknown field{'s' if count != 1 else ''}: only the contract's "
+                "fields are accepted (see /openapi.json)",
+                "type": "extra_forbidden",
+            }
+    content: dict[str, Any] = {"detail": detail[:MAX_PROBLEMS]}
+    if len(detail) > MAX_PROBLEMS:
+        content["more_problems"] = len(detail) - MAX_PROBLEMS
+    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=content)

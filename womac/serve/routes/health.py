@@ -9,7 +9,7 @@ from womac.serve.schemas import Health
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=Health)
+@router.api_route("/health", methods=["GET", "HEAD"], response_model=Health)
 async def health(request: Request) -> Health:
     """Whether the service is up and a model is loaded."""
     model = request.app.state.model
