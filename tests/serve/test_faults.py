@@ -367,3 +367,32 @@ def test_a_sighup_before_the_model_has_loaded_reloads_instead_of_killing(
     assert health is not None, text
     assert health["model_loaded"] is True
     assert "reloaded: serving version 1 (was 1)" in text, text
+
+
+def test_twenty_reloads_at_once_cost_one_registry_lookup(
+    champion_v1: Registry, tmp_path: Path
+) -> None:
+    """Single flight: callers that come while a reload runs share it (and its answer)."""
+    import concurrent.futures
+
+    with serving(champion_v1.settings, tmp_path) as server:
+        champion_v1.point_champion_at("2")
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(20) as pool:
+            answers = list(
+                pool.map(
+                    lambda _: httpx.post(f"{server.url}/v1/admin/reload", timeout=120.0),
+                    range(20),
+                )
+            )
+        seconds = time.monotonic() - started
+        health = httpx.get(f"{server.url}/health").json()
+        events = [e["event"] for e in log_entries(server)]
+
+    assert [a.status_code for a in answers] == [200] * 20
+    assert {a.json()["serving_version"] for a in answers} == {"2"}
+    assert health["model_version"] == "2"
+    lookups = [event for event in events if event.startswith("reloaded:")]
+    assert 1 <= len(lookups) <= 2, lookups  # one, or one more for a caller after it ended
+    assert seconds < 30
+    assert_plain_log(server)
