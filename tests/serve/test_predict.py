@@ -217,3 +217,37 @@ def test_every_answer_is_exactly_the_documented_response_model(
         assert Prediction.model_validate(answer).model_dump(mode="json") == answer
     batch = client.post(f"{PREDICT}/batch", json={"patients": cases}).json()
     assert BatchPrediction.model_validate(batch).model_dump(mode="json") == batch
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"age": ' + b"9" * 5000 + b"}", id="5000-digit-integer"),
+        pytest.param(b"[" * 100_000 + b"]" * 100_000, id="nested-100000-deep"),
+    ],
+)
+def test_valid_json_the_parser_cannot_take_is_a_422_as_documented(
+    client: TestClient, body: bytes
+) -> None:
+    response = client.post(PREDICT, content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "body"
+    assert "9999" not in response.text
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le"])
+def test_a_body_not_in_utf8_is_refused_as_the_api_says(
+    client: TestClient, patient: dict[str, Any], encoding: str
+) -> None:
+    body = json.dumps(patient).encode(encoding)
+    response = client.post(PREDICT, content=body, headers={"Content-Type": "application/json"})
+
+    assert response.status_code == 400  # as for any body that is not UTF-8 (README)
+    assert "UTF-8" in response.json()["detail"]
+
+
+def test_the_same_patient_in_utf8_is_answered(client: TestClient, patient: dict[str, Any]) -> None:
+    body = json.dumps(patient).encode("utf-8")
+    response = client.post(PREDICT, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200

@@ -23,8 +23,23 @@ class _BodyTooLarge(HTTPException):
         super().__init__(status.HTTP_413_CONTENT_TOO_LARGE, detail=too_large_message(max_bytes))
 
 
+NOT_UTF8 = "The body must be JSON encoded as UTF-8 (RFC 8259); this one is not."
+
+
+class _NotUtf8(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status.HTTP_400_BAD_REQUEST, detail=NOT_UTF8)
+
+
+def _wide_encoding(start: bytes) -> bool:
+    """Whether a JSON text starts as UTF-16 or UTF-32 do (RFC 8259 allows only UTF-8): a
+    byte-order mark, or a NUL among the first bytes (JSON text begins with ASCII)."""
+    return start.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in start[:4]
+
+
 class BodyLimit:
-    """ASGI middleware: 413 for a body over ``max_bytes``, declared or streamed.
+    """ASGI middleware: 413 for a body over ``max_bytes``, declared or streamed; 400 for a
+    body in UTF-16 or UTF-32, which the API does not speak (the JSON parser would take it).
 
     A declared ``Content-Length`` over the limit is refused before anything is read; a
     chunked body is counted as it arrives and refused as soon as it passes the limit.
@@ -48,7 +63,10 @@ class BodyLimit:
             nonlocal received
             message = await receive()
             if message["type"] == "http.request":
-                received += len(message.get("body", b""))
+                chunk = message.get("body", b"")
+                if received == 0 and _wide_encoding(chunk):
+                    raise _NotUtf8()
+                received += len(chunk)
                 if received > self.max_bytes:
                     raise _BodyTooLarge(self.max_bytes)
             return message

@@ -11,16 +11,18 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, status
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from womac.data.settings import Settings, get_settings
 from womac.serve.champion import ChampionLookup
 from womac.serve.dependencies import require_api_key
-from womac.serve.limits import BodyLimit
+from womac.serve.limits import NOT_UTF8, BodyLimit
 from womac.serve.logs import RequestLog
 from womac.serve.routes import admin, health, model, page, predict
 from womac.serve.routes.page import STATIC_DIR
@@ -90,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
         )
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _unreadable_json)
     app.include_router(health.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -149,6 +152,35 @@ async def _reload(app: FastAPI) -> dict[str, Any]:
     app.state.model = loaded
     logger.info("reloaded: serving version %s (was %s)", loaded.version, before)
     return {"reloaded": True, "serving_version": loaded.version, "previous_version": before}
+
+
+# FastAPI's answer when the JSON parser fails other than by a syntax error: a number of more
+# than 4,300 digits (Python's limit on int parsing) or nesting deeper than its recursion.
+_PARSE_FAILURE = "There was an error parsing the body"
+UNREADABLE_JSON = [
+    {
+        "field": "body",
+        "loc": ["body"],
+        "msg": "The body is JSON this service does not read: a number of more than 4,300 "
+        "digits, or nesting deeper than a patient record needs.",
+        "type": "json_invalid",
+    }
+]
+
+
+async def _unreadable_json(request: Request, error: Exception) -> Response:
+    """422, as documented, for valid JSON the parser cannot take; 400 saying so for bytes that
+    are not UTF-8; other HTTP errors as they are."""
+    assert isinstance(error, StarletteHTTPException)
+    if error.status_code == status.HTTP_400_BAD_REQUEST and error.detail == _PARSE_FAILURE:
+        if isinstance(error.__cause__, UnicodeDecodeError):
+            return JSONResponse(
+                status_code=status.HTTP_400_BAD_REQUEST, content={"detail": NOT_UTF8}
+            )
+        return JSONResponse(
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": UNREADABLE_JSON}
+        )
+    return await http_exception_handler(request, error)
 
 
 MAX_PROBLEMS = 20
