@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from typing import Any
 
@@ -251,3 +252,21 @@ def test_the_same_patient_in_utf8_is_answered(client: TestClient, patient: dict[
     body = json.dumps(patient).encode("utf-8")
     response = client.post(PREDICT, content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 200
+
+
+def test_a_batch_of_half_a_million_tiny_elements_is_refused_before_any_is_validated(
+    client: TestClient,
+) -> None:
+    """The count is checked first: no per-element work, a one-line 413, at once."""
+    body = '{"patients": [' + ",".join(["1"] * 400_000) + "]}"
+    started = time.perf_counter()
+    response = client.post(
+        f"{PREDICT}/batch", content=body, headers={"Content-Type": "application/json"}
+    )
+    seconds = time.perf_counter() - started
+
+    assert response.status_code == 413
+    assert "at most 1000 per batch" in response.json()["detail"]
+    assert "this one has 400000" in response.json()["detail"]
+    assert len(response.content) < 500
+    assert seconds < 0.5

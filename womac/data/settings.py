@@ -15,6 +15,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from womac.data.contract import ELIGIBILITY_FLAGS
 
+MAX_BATCH_CEILING = 5000
+"""The most patients a batch request may ever hold, whatever the setting: the request schema
+refuses a longer list before validating a single patient in it (bounded work per request)."""
+
 
 class Settings(BaseSettings):
     """Configuration of training, scoring and serving."""
@@ -110,7 +114,12 @@ class Settings(BaseSettings):
         default=[], description="Origins allowed to call the API from a browser (none by default)."
     )
     max_body_bytes: int = Field(default=1_000_000, ge=1_000, description="Larger bodies get 413.")
-    max_batch_size: int = Field(default=1000, ge=1)
+    max_batch_size: int = Field(
+        default=1000,
+        ge=1,
+        le=MAX_BATCH_CEILING,
+        description="Patients per /v1/predict/batch request; larger batches get 413.",
+    )
 
     spark_master: str | None = Field(
         default=None,

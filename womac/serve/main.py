@@ -195,9 +195,20 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     :data:`MAX_PROBLEMS` problems are listed, the rest counted in ``more_problems``.
     """
     assert isinstance(error, RequestValidationError)
+    issues = error.errors()
+    for issue in issues:
+        if issue["type"] == "too_long" and tuple(issue["loc"]) == ("body", "patients"):
+            # The schema's ceiling, met before any patient was looked at: the batch limit.
+            from womac.serve.routes.predict import too_many_patients
+
+            limit = request.app.state.settings.max_batch_size
+            count = int((issue.get("ctx") or {}).get("actual_length", 0))
+            return JSONResponse(
+                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+                content={"detail": too_many_patients(limit, count)},
+            )
     detail: list[dict[str, Any]] = []
     unknown: dict[tuple[Any, ...], int] = {}
-    issues = error.errors()
     for issue in issues:
         location = tuple(part for part in issue["loc"])
         if issue["type"] == "extra_forbidden":

@@ -8,6 +8,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
 from womac.data.contract import FIELDS, Kind, PatientField, Role
+from womac.data.settings import MAX_BATCH_CEILING
 
 
 def _json_number(value: Any) -> Any:
@@ -133,7 +134,8 @@ class BatchRequest(BaseModel):
     """Several patients at once (at most the service's batch limit)."""
 
     model_config = ConfigDict(extra="forbid")
-    patients: list[PatientRequest] = Field(min_length=1)
+    # Checked before any patient is validated: half a million elements cost nothing.
+    patients: list[PatientRequest] = Field(min_length=1, max_length=MAX_BATCH_CEILING)
 
 
 class BatchPrediction(BaseModel):

@@ -37,11 +37,18 @@ def predict_batch(batch: BatchRequest, model: ModelDep, settings: SettingsDep) -
     if len(batch.patients) > settings.max_batch_size:
         raise HTTPException(
             status.HTTP_413_CONTENT_TOO_LARGE,
-            detail=f"Too many patients: at most {settings.max_batch_size} per batch "
-            f"(WOMAC_MAX_BATCH_SIZE); this one has {len(batch.patients)}. Split it.",
+            detail=too_many_patients(settings.max_batch_size, len(batch.patients)),
         )
     answers = model.predict([patient.model_dump() for patient in batch.patients])
     return _json({"predictions": answers})
+
+
+def too_many_patients(limit: int, count: int) -> str:
+    """What a client is told when its batch holds more patients than the service takes."""
+    return (
+        f"Too many patients: at most {limit} per batch (WOMAC_MAX_BATCH_SIZE); "
+        f"this one has {count}. Split it."
+    )
 
 
 def _json(answer: dict[str, Any]) -> Response:
