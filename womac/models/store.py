@@ -194,7 +194,17 @@ def create_store(tracking_uri: str, artifact_root: str) -> None:
 
 
 def connect(tracking_uri: str) -> Any:
-    """Point MLflow at the tracking store and return a client (telemetry off)."""
+    """Point MLflow at the tracking store and return a client (telemetry off).
+
+    Raises
+    ------
+    womac.models.tracking.StoreUnavailableError
+        When a local store file is damaged (it is never rebuilt as an empty store).
+    """
+    if tracking_uri.startswith("sqlite:///"):
+        from womac.models.tracking import check_sqlite_intact
+
+        check_sqlite_intact(Path(tracking_uri.removeprefix("sqlite:///")), tracking_uri)
     quiet_mlflow()
     import mlflow
     from mlflow import MlflowClient
@@ -325,6 +335,8 @@ def download_skops(model_uri: str, folder: str | Path) -> Path:
 
 
 def _main() -> None:
+    from womac.models.tracking import StoreUnavailableError
+
     parser = argparse.ArgumentParser(prog="python -m womac.models.store")
     commands = parser.add_subparsers(dest="command", required=True)
     resolve = commands.add_parser("resolve", help="print the champion's details as JSON")
@@ -334,6 +346,8 @@ def _main() -> None:
     args = parser.parse_args()
     try:
         answer = resolve_champion(args.tracking_uri, args.name, args.alias)
+    except StoreUnavailableError as error:  # our own sentence: the store and what to do
+        answer = {"status": "error", "message": str(error)}
     except Exception as error:  # reported to the parent by type only
         reason = type(error).__name__
         answer = {"status": "error", "message": f"the registry cannot be read ({reason})"}

@@ -72,7 +72,50 @@ def check_store(tracking_uri: str, timeout_s: float = 10.0) -> None:
         _check_server(tracking_uri, timeout_s)
 
 
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def check_sqlite_intact(path: Path, uri: str) -> None:
+    """Refuse a local store file that exists but is not an MLflow store (never rebuild it).
+
+    MLflow would take a zero-byte or foreign file for a new store and build empty tables in
+    it, after which "no model is registered" hides the damage. Nothing is written here.
+    """
+    if not path.exists():
+        return
+    size = path.stat().st_size
+    with path.open("rb") as stream:
+        header = stream.read(len(SQLITE_HEADER))
+    what = ""
+    if size == 0:
+        what = "an empty file"
+    elif header != SQLITE_HEADER:
+        what = "not an SQLite database"
+    else:
+        import sqlite3
+
+        try:
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as connection:
+                tables = {
+                    row[0]
+                    for row in connection.execute(
+                        "select name from sqlite_master where type='table'"
+                    )
+                }
+        except sqlite3.DatabaseError:
+            what = "an unreadable SQLite database"
+        else:
+            if not {"experiments", "alembic_version"} <= tables:
+                what = "an SQLite database that is not an MLflow store"
+    if what:
+        raise StoreUnavailableError(
+            f"the tracking store {uri} is damaged ({what}); it is left as it is: restore it "
+            "from a backup, or move it aside to start a new store"
+        )
+
+
 def _check_sqlite(path: Path, uri: str) -> None:
+    check_sqlite_intact(path, uri)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
