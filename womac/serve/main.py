@@ -196,17 +196,6 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     """
     assert isinstance(error, RequestValidationError)
     issues = error.errors()
-    for issue in issues:
-        if issue["type"] == "too_long" and tuple(issue["loc"]) == ("body", "patients"):
-            # The schema's ceiling, met before any patient was looked at: the batch limit.
-            from womac.serve.routes.predict import too_many_patients
-
-            limit = request.app.state.settings.max_batch_size
-            count = int((issue.get("ctx") or {}).get("actual_length", 0))
-            return JSONResponse(
-                status_code=status.HTTP_413_CONTENT_TOO_LARGE,
-                content={"detail": too_many_patients(limit, count)},
-            )
     detail: list[dict[str, Any]] = []
     unknown: dict[tuple[Any, ...], int] = {}
     for issue in issues:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
@@ -130,12 +131,30 @@ class Prediction(BaseModel):
     model: ModelReference
 
 
+def _unpublished(*keys: str) -> Callable[[dict[str, Any]], None]:
+    """A JSON-schema hook that leaves the given keywords out of the published schema."""
+
+    def drop(schema: dict[str, Any]) -> None:
+        for key in keys:
+            schema.pop(key, None)
+
+    return drop
+
+
 class BatchRequest(BaseModel):
     """Several patients at once (at most the service's batch limit)."""
 
     model_config = ConfigDict(extra="forbid")
-    # Checked before any patient is validated: half a million elements cost nothing.
-    patients: list[PatientRequest] = Field(min_length=1, max_length=MAX_BATCH_CEILING)
+    # Checked before any patient is validated: half a million elements cost nothing. Not
+    # published as maxItems: a list that long is over the body limit first (413), and the
+    # service's own batch limit (WOMAC_MAX_BATCH_SIZE, 413) is the one a client meets.
+    patients: list[PatientRequest] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_CEILING,
+        description="The patients, at most the service's batch limit (WOMAC_MAX_BATCH_SIZE, "
+        f"1,000 by default and never more than {MAX_BATCH_CEILING:,}).",
+        json_schema_extra=_unpublished("maxItems"),
+    )
 
 
 class BatchPrediction(BaseModel):

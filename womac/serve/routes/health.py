@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Request, Response
 
 from womac.serve.schemas import Health
 
 router = APIRouter(tags=["health"])
 
 
-@router.api_route("/health", methods=["GET", "HEAD"], response_model=Health)
+@router.get("/health", response_model=Health)
 async def health(request: Request) -> Health:
     """Whether the service is up and a model is loaded."""
     model = request.app.state.model
@@ -18,3 +18,14 @@ async def health(request: Request) -> Health:
         model_version=model.version if model else None,
         auth_required=request.app.state.settings.api_key is not None,
     )
+
+
+@router.head(
+    "/health",
+    operation_id="health_head",
+    response_class=Response,
+    responses={200: {"description": "The service is up (no body: health checkers send HEAD)."}},
+)
+async def health_head() -> Response:
+    """Whether the service is up, for health checkers that send HEAD."""
+    return Response(status_code=200)
