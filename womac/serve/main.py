@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
+from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
@@ -196,40 +197,35 @@ async def _validation_error(request: Request, error: Exception) -> JSONResponse:
     """
     assert isinstance(error, RequestValidationError)
     issues = error.errors()
+    # Unknown keys, counted per place first: each place is then one problem.
+    unknown = Counter(
+        tuple(issue["loc"][:-1]) for issue in issues if issue["type"] == "extra_forbidden"
+    )
     detail: list[dict[str, Any]] = []
-    unknown: dict[tuple[Any, ...], int] = {}
     for issue in issues:
-        location = tuple(part for part in issue["loc"])
+        location = tuple(issue["loc"])
         if issue["type"] == "extra_forbidden":
-            where = location[:-1]
-            if where not in unknown:
-                detail.append({"unknown_at": where})
-            unknown[where] = unknown.get(where, 0) + 1
-            continue
+            location = location[:-1]  # the key itself is not named
+            if location not in unknown:
+                continue  # that place is listed already
+            count = unknown.pop(location)
+            message = (
+                f"{count} unknown field{'s' if count != 1 else ''}: only the contract's "
+                "fields are accepted (see /openapi.json)"
+            )
+        elif issue["type"] == "json_invalid":
+            # Unparseable JSON is located by character offset, which is not a field.
+            location, message = ("body",), "The body is not valid JSON."
+        else:
+            message = issue["msg"]
         detail.append(
             {
-                # Unparseable JSON is located by character offset, which is not a field.
-                "field": "body"
-                if issue["type"] == "json_invalid"
-                else ".".join(str(part) for part in location if part != "body") or "body",
-                "loc": list(location),
-                "msg": "The body is not valid JSON."
-                if issue["type"] == "json_invalid"
-                else issue["msg"],
+                "field": ".".join(str(part) for part in location if part != "body") or "body",
+                "loc": list(issue["loc"]) if issue["type"] == "json_invalid" else list(location),
+                "msg": message,
                 "type": issue["type"],
             }
         )
-    for index, entry in enumerate(detail):
-        if "unknown_at" in entry:
-            where = entry["unknown_at"]
-            count = unknown[where]
-            detail[index] = {
-                "field": ".".join(str(part) for part in where if part != "body") or "body",
-                "loc": list(where),
-                "msg": f"{count} unknown field{'s' if count != 1 else ''}: only the contract's "
-                "fields are accepted (see /openapi.json)",
-                "type": "extra_forbidden",
-            }
     content: dict[str, Any] = {"detail": detail[:MAX_PROBLEMS]}
     if len(detail) > MAX_PROBLEMS:
         content["more_problems"] = len(detail) - MAX_PROBLEMS
