@@ -29,20 +29,31 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # a refusal is one line, however narrow
 
 
 @contextmanager
-def _interruptible(outcome: str) -> Iterator[None]:
-    """SIGINT and SIGTERM unwind (temporary files are removed) and exit 130, saying so."""
+def _interruptible(outcome: str, writing: str | None = None) -> Iterator[None]:
+    """SIGINT and SIGTERM unwind (temporary files are removed) and exit 130, saying so; an
+    operating-system fault (a full disk, a read-only folder) is one line and exit 1, naming
+    the path (``writing`` when the fault names none)."""
+    from womac.pipeline.faults import os_fault, told_in_one_line
     from womac.pipeline.safety import interrupts_handled
 
+    told_in_one_line()
     try:
         with interrupts_handled():
             yield
     except KeyboardInterrupt:
         errors.print(f"[bold red]interrupted:[/] {outcome}.")
         raise typer.Exit(code=130) from None
+    except typer.Exit:
+        raise
+    except Exception as error:
+        fault = os_fault(error, writing)
+        if fault is None:
+            raise
+        raise _refuse(RuntimeError(f"{fault} ({outcome})")) from None
 
 
 def _refuse(error: Exception) -> typer.Exit:
@@ -87,7 +98,7 @@ def simulate(
     from womac.data.simulate import simulate_cohort
     from womac.pipeline.files import atomic_write_csv
 
-    with _interruptible("no file was half written"):
+    with _interruptible("no file was half written", writing=str(out)):
         cohort, expected = simulate_cohort(n, seed)
         atomic_write_csv(cohort, out)
         console.print(f"Wrote {len(cohort)} simulated patients to {out}")
@@ -148,7 +159,10 @@ def train(
     settings = _settings()
     with (
         console.status("Starting", spinner="dots") as status,
-        _interruptible("nothing was registered and no alias moved"),
+        _interruptible(
+            "nothing was registered and no alias moved",
+            writing=f"the MLflow artifacts ({settings.artifact_root.resolve()})",
+        ),
     ):
         try:
             result = run_training(data, settings, on_step=lambda step: status.update(step))
@@ -272,7 +286,7 @@ def predict(
     if master is not None and engine is not Engine.spark:
         raise _refuse(ValueError("--master applies to --engine spark only"))
     summary: BatchSummary
-    with _interruptible(f"nothing was written to {out}"):
+    with _interruptible(f"nothing was written to {out}", writing=str(out)):
         try:
             check_store(tracking_uri)
             if engine is Engine.spark:
