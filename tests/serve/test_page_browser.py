@@ -228,3 +228,27 @@ def test_screenshots_at_desktop_and_tablet_width(page: Any) -> None:
     page.screenshot(path=SCREENSHOTS / "tablet.png", full_page=True)
     assert (SCREENSHOTS / "desktop.png").stat().st_size > 10_000
     assert (SCREENSHOTS / "tablet.png").stat().st_size > 10_000
+
+
+def test_the_api_docs_work_with_no_internet(browser: Any, server: str) -> None:
+    """Swagger UI's script and style come from the service; anything else is cut off, as at
+    a clinic with no internet, and the operations are still listed."""
+    context = browser.new_context()
+    outside: list[str] = []
+
+    def offline(route: Any) -> None:
+        if route.request.url.startswith(server):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", offline)
+    docs = context.new_page()
+    docs.goto(f"{server}/docs")
+    docs.wait_for_selector(".opblock-summary-path", timeout=15_000)
+    paths = docs.locator(".opblock-summary-path").all_inner_texts()
+    context.close()
+    assert "/v1/predict" in paths
+    assert "/v1/predict/batch" in paths
+    assert outside == []

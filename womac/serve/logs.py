@@ -113,7 +113,12 @@ class RequestLog:
             )
 
 
+ASSET_PREFIXES = ("/static/", "/docs/assets/")
+"""Where the app's own files are served (the page's, Swagger UI's): logged by prefix."""
+
+
 def _route_of(path: str) -> str:
     """A path no route matched: none of it is logged (even its first segment could be a
-    patient's name), except the static files' own prefix."""
-    return "/static/…" if path.startswith("/static/") else "(no route)"
+    patient's name), except the prefix of the app's own files."""
+    prefix = next((prefix for prefix in ASSET_PREFIXES if path.startswith(prefix)), None)
+    return f"{prefix}…" if prefix else "(no route)"

@@ -74,7 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         # With a key, nothing but the page and /health is open, the API description included.
-        docs_url=None if key_required else "/docs",
+        # /docs is ours (below): Swagger UI from the app's own assets, not a CDN.
+        docs_url=None,
         redoc_url=None,
         openapi_url=None if key_required else "/openapi.json",
     )
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    if not key_required:
+        _serve_docs(app)
     # Without a key the routes are open, and the API description must not claim otherwise.
     protected = [Depends(require_api_key)] if key_required else []
     refusals: dict[int | str, dict[str, Any]] = {
@@ -119,6 +122,30 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return JSONResponse(app.openapi())
 
     return app
+
+
+SWAGGER_ASSETS = "/docs/assets"  # one of logs.ASSET_PREFIXES
+
+
+def _serve_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs with its script and style served by the app itself, so the page
+    works at a clinic with no internet (FastAPI's default loads them from a CDN)."""
+    from importlib.resources import files
+
+    from fastapi.openapi.docs import get_swagger_ui_html
+
+    assets = files("fastapi_offline") / "static"
+    app.mount(SWAGGER_ASSETS, StaticFiles(directory=str(assets)), name="swagger-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="womac API",
+            swagger_js_url=f"{SWAGGER_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon.png",
+        )
 
 
 async def reload_model(app: FastAPI) -> dict[str, Any]:
