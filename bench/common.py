@@ -52,11 +52,13 @@ def womac() -> str:
 @contextmanager
 def server(
     env: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Iterator[tuple[str, subprocess.Popen[bytes], float]]:
     """``womac serve`` on 127.0.0.1 with the store of the working directory.
 
     Yields the base URL, the process and the seconds from start to its first 200 from
-    ``POST /v1/predict``. Stopped by PID at the end.
+    ``POST /v1/predict`` (sent with ``headers``: the API key, when ``env`` sets one). Stopped
+    by PID at the end.
     """
     port = free_port()
     started = time.perf_counter()
@@ -77,7 +79,8 @@ def server(
                     # Up but answering 503: no champion in this store.
                     sys.exit("no answer from POST /v1/predict; is a champion registered?")
                 try:
-                    if client.post("/v1/predict", json=PATIENT).status_code == 200:
+                    answer = client.post("/v1/predict", json=PATIENT, headers=headers)
+                    if answer.status_code == 200:
                         break
                 except httpx.TransportError:
                     pass
