@@ -6,28 +6,26 @@ import asyncio
 import logging
 import signal
 import threading
-from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, status
-from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from womac.data.settings import Settings, get_settings
+from womac.serve.bodies import RefusedBodyError, problems, publish
 from womac.serve.champion import ChampionLookup
 from womac.serve.dependencies import require_api_key
-from womac.serve.limits import NOT_UTF8, BodyLimit
+from womac.serve.limits import BodyLimit
 from womac.serve.logs import RequestLog
 from womac.serve.routes import admin, health, model, page, predict
 from womac.serve.routes.page import STATIC_DIR
-from womac.serve.schemas import ErrorMessage
+from womac.serve.schemas import BatchRequest, ErrorMessage, PatientRequest
 
 logger = logging.getLogger("womac.serve")
 
@@ -93,8 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_methods=["GET", "POST"],
             allow_headers=["Content-Type", "X-API-Key", "X-Request-ID"],
         )
+    app.add_exception_handler(RefusedBodyError, _refused_body)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    app.add_exception_handler(StarletteHTTPException, _unreadable_json)
     app.include_router(health.router)
     app.include_router(page.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
@@ -115,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         }
     for router in (model.router, predict.router, admin.router):
         app.include_router(router, dependencies=protected, responses=refusals)
+    publish(app, [PatientRequest, BatchRequest])
     if key_required:
         # The API description for authenticated clients (a client generator needs it).
         @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
@@ -182,78 +181,15 @@ async def _reload(app: FastAPI) -> dict[str, Any]:
     return {"reloaded": True, "serving_version": loaded.version, "previous_version": before}
 
 
-# FastAPI's answer when the JSON parser fails other than by a syntax error: a number of more
-# than 4,300 digits (Python's limit on int parsing) or nesting deeper than its recursion.
-_PARSE_FAILURE = "There was an error parsing the body"
-UNREADABLE_JSON = [
-    {
-        "field": "body",
-        "loc": ["body"],
-        "msg": "The body is JSON this service does not read: a number of more than 4,300 "
-        "digits, or nesting deeper than a patient record needs.",
-        "type": "json_invalid",
-    }
-]
-
-
-async def _unreadable_json(request: Request, error: Exception) -> Response:
-    """422, as documented, for valid JSON the parser cannot take; 400 saying so for bytes that
-    are not UTF-8; other HTTP errors as they are."""
-    assert isinstance(error, StarletteHTTPException)
-    if error.status_code == status.HTTP_400_BAD_REQUEST and error.detail == _PARSE_FAILURE:
-        if isinstance(error.__cause__, UnicodeDecodeError):
-            return JSONResponse(
-                status_code=status.HTTP_400_BAD_REQUEST, content={"detail": NOT_UTF8}
-            )
-        return JSONResponse(
-            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content={"detail": UNREADABLE_JSON}
-        )
-    return await http_exception_handler(request, error)
-
-
-MAX_PROBLEMS = 20
-"""At most this many problems in a 422; the rest are counted, not listed."""
+async def _refused_body(request: Request, error: Exception) -> JSONResponse:
+    """A body the routes' reader refused (see serve.bodies): its answer, as built."""
+    assert isinstance(error, RefusedBodyError)
+    return JSONResponse(status_code=error.status_code, content=error.content)
 
 
 async def _validation_error(request: Request, error: Exception) -> JSONResponse:
-    """422 naming each bad field and the rule it broke, without echoing what was sent.
-
-    A key that is not a contract field is not named either (a key can hold anything a
-    client typed): all of them at one place are one problem, with their count. At most
-    :data:`MAX_PROBLEMS` problems are listed, the rest counted in ``more_problems``.
-    """
+    """422 for anything else FastAPI validates (none of it echoed), as a body's would be."""
     assert isinstance(error, RequestValidationError)
-    issues = error.errors()
-    # Unknown keys, counted per place first: each place is then one problem.
-    unknown = Counter(
-        tuple(issue["loc"][:-1]) for issue in issues if issue["type"] == "extra_forbidden"
+    return JSONResponse(
+        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=problems(error.errors())
     )
-    detail: list[dict[str, Any]] = []
-    for issue in issues:
-        location = tuple(issue["loc"])
-        if issue["type"] == "extra_forbidden":
-            location = location[:-1]  # the key itself is not named
-            if location not in unknown:
-                continue  # that place is listed already
-            count = unknown.pop(location)
-            message = (
-                f"{count} unknown field{'s' if count != 1 else ''}: only the contract's "
-                "fields are accepted (see /openapi.json)"
-            )
-        elif issue["type"] == "json_invalid":
-            # Unparseable JSON is located by character offset, which is not a field.
-            location, message = ("body",), "The body is not valid JSON."
-        else:
-            message = issue["msg"]
-        detail.append(
-            {
-                "field": ".".join(str(part) for part in location if part != "body") or "body",
-                "loc": list(issue["loc"]) if issue["type"] == "json_invalid" else list(location),
-                "msg": message,
-                "type": issue["type"],
-            }
-        )
-    content: dict[str, Any] = {"detail": detail[:MAX_PROBLEMS]}
-    if len(detail) > MAX_PROBLEMS:
-        content["more_problems"] = len(detail) - MAX_PROBLEMS
-    return JSONResponse(status_code=status.HTTP_422_UNPROCESSABLE_CONTENT, content=content)

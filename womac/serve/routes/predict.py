@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 from pydantic_core import to_json
 
+from womac.serve.bodies import body_of, request_body
 from womac.serve.dependencies import ModelDep, SettingsDep
 from womac.serve.schemas import (
     BODY_REFUSALS,
@@ -19,8 +20,17 @@ from womac.serve.schemas import (
 router = APIRouter(prefix="/v1", tags=["predict"])
 
 
-@router.post("/predict", response_model=Prediction, responses=BODY_REFUSALS)
-async def predict(patient: PatientRequest, model: ModelDep) -> Response:
+PatientBody = Annotated[PatientRequest, Depends(body_of(PatientRequest))]
+BatchBody = Annotated[BatchRequest, Depends(body_of(BatchRequest))]
+
+
+@router.post(
+    "/predict",
+    response_model=Prediction,
+    responses=BODY_REFUSALS,
+    openapi_extra=request_body(PatientRequest),
+)
+async def predict(model: ModelDep, patient: PatientBody) -> Response:
     """Expected 12-month WOMAC improvement for one patient, explained per field."""
     # About a millisecond of NumPy: cheaper on the event loop than a thread hand-off. The
     # batch route below stays a plain function, so large batches run in the thread pool.
@@ -31,8 +41,9 @@ async def predict(patient: PatientRequest, model: ModelDep) -> Response:
     "/predict/batch",
     response_model=BatchPrediction,
     responses=BODY_REFUSALS,
+    openapi_extra=request_body(BatchRequest),
 )
-def predict_batch(batch: BatchRequest, model: ModelDep, settings: SettingsDep) -> Response:
+def predict_batch(model: ModelDep, settings: SettingsDep, batch: BatchBody) -> Response:
     """Predictions for several patients, in the order sent."""
     if len(batch.patients) > settings.max_batch_size:
         raise HTTPException(
