@@ -24,8 +24,13 @@ PROMOTION_REASON_TAG = "promotion_reason"
 RUN_ID_TAG = "run_id"
 BY_HAND_AT_TAG = "promoted_by_hand_at"
 REPLACED_VERSION_TAG = "replaced_version"
+# Written by the next command after a training killed outright (womac.models.leftovers).
+ABANDONED_TAG = "abandoned"  # why, in one line
+ABANDONED_AT_TAG = "abandoned_at"
+CHAMPION = "champion"
 NOT_PROMOTED = "not promoted"
 BY_HAND = "champion (by hand)"
+ABANDONED = "abandoned"  # never promoted, by training or by hand
 
 SHOWN_VERSIONS = 10  # a message lists at most this many, newest first
 _REASON_CHARS = 300  # a reason written by hand could be long; a message stays readable
@@ -42,8 +47,10 @@ class Command(StrEnum):
 class RegisteredVersion:
     """One registered version of the model, as the registry records it.
 
-    ``promotion`` is ``"champion"``, ``"not promoted"`` or ``"champion (by hand)"`` for
-    versions this product registered, ``None`` for one registered otherwise.
+    ``promotion`` is ``"champion"``, ``"not promoted"``, ``"champion (by hand)"`` or
+    ``"abandoned"`` (its training was killed before it finished registering it; ``abandoned``
+    says so) for versions this product registered, ``None`` for one registered otherwise (or
+    being registered right now).
     """
 
     version: int
@@ -51,6 +58,7 @@ class RegisteredVersion:
     promotion: str | None
     promotion_reason: str | None
     run_id: str | None
+    abandoned: str | None = None
 
 
 class PromotionRefusedError(ValueError):
@@ -85,6 +93,7 @@ def registered_versions(client: Any, model_name: str) -> list[RegisteredVersion]
             promotion=found_version.tags.get(PROMOTION_TAG),
             promotion_reason=found_version.tags.get(PROMOTION_REASON_TAG),
             run_id=found_version.tags.get(RUN_ID_TAG) or found_version.run_id or None,
+            abandoned=found_version.tags.get(ABANDONED_TAG),
         )
         for found_version in found
     ]
@@ -115,8 +124,8 @@ def no_champion_message(
     -------
     str
         One line: the versions (at most :data:`SHOWN_VERSIONS`) with why each is not the
-        champion, then how to use the newest anyway; with nothing registered, how to train
-        one.
+        champion, then how to use the newest that is not abandoned anyway; with nothing
+        registered (or every version abandoned), how to train one.
     """
     wanted = f"{model_name}@{alias}"
     if not versions:
@@ -131,7 +140,13 @@ def no_champion_message(
     older = len(versions) - len(shown)
     if older:
         listed += f" ({older} older version{'s' if older > 1 else ''} not shown.)"
-    newest = shown[0].version
+    usable = [item for item in versions if item.promotion != ABANDONED]
+    if not usable:
+        return (
+            f"No model is registered as {wanted}. Registered versions, newest first: {listed} "
+            f"None can be promoted. {train_advice(command)}"
+        )
+    newest = usable[0].version
     promote = f'`womac promote {newest} --reason "..."`'
     if command is Command.predict:
         advice = (
@@ -173,8 +188,9 @@ def promote_by_hand(
     Raises
     ------
     PromotionRefusedError
-        An empty reason, a version that is not registered, or one that already is the
-        champion.
+        An empty reason, a version that is not registered, one that already is the champion,
+        or one that was abandoned (its training was killed before it finished registering it;
+        see :mod:`womac.models.leftovers`).
     """
     from mlflow.exceptions import MlflowException
 
@@ -196,6 +212,12 @@ def promote_by_hand(
         raise PromotionRefusedError(
             f"{model_name} has no version {version}; {registered}"
         ) from None
+    if target.tags.get(PROMOTION_TAG) == ABANDONED:
+        why = _one_line(target.tags.get(ABANDONED_TAG)) or "its training was killed"
+        raise PromotionRefusedError(
+            f"version {version} of {model_name} is abandoned and never promoted: {why}; "
+            "train a new one with `womac train` (its files stay in the registry)"
+        )
     previous = champion_version(client, model_name, alias)
     if previous is not None and int(previous.version) == version:
         raise PromotionRefusedError(
@@ -252,6 +274,9 @@ def _verdict(registered: RegisteredVersion) -> str:
     reason = _one_line(registered.promotion_reason)
     if registered.promotion is None:
         return "no promotion verdict recorded"
+    if registered.promotion == ABANDONED:
+        said = _one_line(registered.abandoned)
+        return f"abandoned, never promoted: {said}" if said else "abandoned, never promoted"
     if registered.promotion == NOT_PROMOTED:
         return f"not promoted: {reason}" if reason else "not promoted"
     # Tagged champion once, but the alias has since been moved off it or removed.

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from womac.data.contract import FIELDS
+from womac.models.leftovers import temporary_prefix
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -181,7 +182,9 @@ def create_store(tracking_uri: str, artifact_root: str) -> None:
     from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".creating", dir=path.parent)
+    handle, name = tempfile.mkstemp(
+        prefix=temporary_prefix(path.name), suffix=".creating", dir=path.parent
+    )
     os.close(handle)
     building = Path(name)
     try:

@@ -19,6 +19,7 @@ from womac.pipeline.detail import Detail
 
 if TYPE_CHECKING:
     from womac.data.settings import Settings
+    from womac.models.leftovers import Leftover
     from womac.pipeline.train import TrainingResult
 
 app = typer.Typer(
@@ -96,9 +97,12 @@ def simulate(
     import pandas as pd
 
     from womac.data.simulate import simulate_cohort
+    from womac.models.leftovers import clean_folder
     from womac.pipeline.files import atomic_write_csv
 
     with _interruptible("no file was half written", writing=str(out)):
+        for path in [out] if oracle is None else [out, oracle]:
+            _print_cleaned(clean_folder(path.parent, [path.name]))
         cohort, expected = simulate_cohort(n, seed)
         atomic_write_csv(cohort, out)
         console.print(f"Wrote {len(cohort)} simulated patients to {out}")
@@ -165,10 +169,20 @@ def train(
         ),
     ):
         try:
-            result = run_training(data, settings, on_step=lambda step: status.update(step))
+            result = run_training(
+                data, settings, on_step=lambda step: status.update(step), on_cleaned=_print_cleaned
+            )
         except (CohortError, TrainingError, StoreBusyError, StoreUnavailableError) as error:
             raise _refuse(error) from None
     _print_training(result)
+
+
+def _print_cleaned(leftovers: list[Leftover]) -> None:
+    """Say what a command killed outright had left and this one cleaned, one line per kind."""
+    from womac.models.leftovers import describe
+
+    for line in describe(leftovers):
+        console.print(f"[yellow]note:[/] {escape(line)}", highlight=False)
 
 
 def _print_training(result: TrainingResult) -> None:
@@ -279,6 +293,7 @@ def predict(
     from womac.models.eligibility import protocol_from
     from womac.models.tracking import StoreUnavailableError, check_store, shown
     from womac.pipeline.predict import BatchSummary, score_cohort
+    from womac.pipeline.safety import clean_leftovers
 
     settings = _settings()
     uri = model_uri or settings.model_uri
@@ -289,6 +304,7 @@ def predict(
     with _interruptible(f"nothing was written to {out}", writing=str(out)):
         try:
             check_store(tracking_uri)
+            _print_cleaned(clean_leftovers(settings, [out], store=True, by="womac predict"))
             if engine is Engine.spark:
                 from womac.pipeline.spark import SparkEngineError, score_cohort_spark
 
@@ -371,6 +387,7 @@ def promote(
     ],
 ) -> None:
     """Make a registered version the champion by hand, recording why."""
+    from womac.models.leftovers import clean_store
     from womac.models.registry import PromotionRefusedError, promote_by_hand
     from womac.models.store import connect
     from womac.models.tracking import StoreUnavailableError, check_store, shown
@@ -394,6 +411,9 @@ def promote(
             # Training moves the alias while holding the store; so does a promotion by hand.
             with store_lock(tracking_uri, settings.store_lock_timeout_s):
                 client = connect(tracking_uri)
+                # First what a training killed outright left: its version is never promoted.
+                cleaned = clean_store(client, settings, store_locked=local, by="womac promote")
+                _print_cleaned(cleaned)
                 with held_interrupts():  # an interrupt waits until the registry is consistent
                     done = promote_by_hand(client, name, alias, version, reason)
         except (PromotionRefusedError, StoreBusyError, StoreUnavailableError) as error:

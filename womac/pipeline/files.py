@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from womac.models.leftovers import temporary_prefix
+
 # Characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection"):
 # =, +, -, @, and a tab or carriage return (which precede one), with their full-width forms.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
@@ -42,11 +44,15 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
     """Write a CSV next to its destination, then rename it into place.
 
-    A crash or interrupt leaves either the old file or none, never half a file.
+    A crash or interrupt leaves either the old file or none, never half a file. The
+    temporary file's name holds this process (:func:`~womac.models.leftovers.temporary_prefix`),
+    so that if it is killed outright the next command writing here removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent
+    )
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             spreadsheet_safe(frame).to_csv(stream, index=False, lineterminator=LINE_END)

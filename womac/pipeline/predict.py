@@ -13,6 +13,7 @@ import pandas as pd
 from womac.data.cohort import REQUIRED_PREDICTORS, CohortError, CohortReader
 from womac.features.encoding import frame_columns
 from womac.models.eligibility import Protocol
+from womac.models.leftovers import temporary_prefix
 from womac.models.scoring import ANSWER_COLUMNS, CONTRIBUTION, Scorer
 from womac.models.store import connect, load_pipeline
 from womac.pipeline.detail import Detail
@@ -90,7 +91,11 @@ def score_cohort(
     scorer = Scorer(load_pipeline(model_uri), protocol)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    # Named after this process: if it is killed outright, the next command writing here
+    # removes the scored rows it leaves (womac.models.leftovers).
+    handle, temporary = tempfile.mkstemp(
+        prefix=temporary_prefix(out.name), suffix=".tmp", dir=out.parent
+    )
     rows = scored = candidates = 0
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:

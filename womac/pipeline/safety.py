@@ -4,6 +4,8 @@
   waits for the first to finish its MLflow phase, or gives up cleanly after a timeout.
 - :func:`interrupts_handled`: SIGINT and SIGTERM both unwind as ``KeyboardInterrupt``, so every
   ``finally`` and MLflow's run context close properly (the run is closed, nothing registered).
+- :func:`clean_leftovers`: what a command killed outright (SIGKILL, lost power) left, found
+  and cleaned by the next one (:mod:`womac.models.leftovers`), never blocking on the store.
 - :func:`held_interrupts`: while MLflow writes, an interrupt waits for the next
   :func:`checkpoint` instead of landing inside a database transaction. One that lands there
   leaves the SQLite write lock held by a connection nobody rolls back, and closing the run
@@ -17,14 +19,22 @@ own signal masks and would otherwise receive the signal and raise at once.
 from __future__ import annotations
 
 import fcntl
+import logging
 import signal
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from womac.data.settings import Settings
+    from womac.models.leftovers import Leftover
+
+logger = logging.getLogger(__name__)
 
 INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
 
@@ -42,7 +52,7 @@ def store_lock(tracking_uri: str, timeout_s: float) -> Iterator[None]:
     if not tracking_uri.startswith("sqlite:///"):
         yield
         return
-    path = Path(tracking_uri.removeprefix("sqlite:///") + ".lock")
+    path = _lock_path(tracking_uri)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         deadline = time.monotonic() + timeout_s
@@ -61,6 +71,81 @@ def store_lock(tracking_uri: str, timeout_s: float) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def store_lock_if_free(tracking_uri: str) -> Iterator[bool]:
+    """The lock of a local SQLite store if nobody holds it: yields whether it was taken.
+
+    Never waits (and never creates the store's folder); for a store that is not a local
+    SQLite file, yields ``False``: there is no lock to take.
+    """
+    if not tracking_uri.startswith("sqlite:///"):
+        yield False
+        return
+    path = _lock_path(tracking_uri)
+    try:
+        handle = path.open("a+")
+    except OSError:
+        yield False
+        return
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held by another process (or locks unsupported here)
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_path(tracking_uri: str) -> Path:
+    return Path(tracking_uri.removeprefix("sqlite:///") + ".lock")
+
+
+def clean_leftovers(
+    settings: Settings, writing: Iterable[Path] = (), *, store: bool, by: str
+) -> list[Leftover]:
+    """Clean what commands killed outright left beside ``writing`` and, with ``store``, in
+    the tracking store; say what (:func:`womac.models.leftovers.describe`). Never raises.
+
+    The folder of each output in ``writing`` loses the temporary files of dead writers. A
+    local SQLite store is cleaned only if its lock is free at once (a training holding it
+    may be alive; we do not wait for it), and only if it exists; any other store by its
+    runs' host and PID (runs started on another machine are left alone).
+    """
+    from womac.models.leftovers import clean_folder
+
+    cleaned: list[Leftover] = []
+    folders: dict[Path, list[str]] = {}
+    for path in writing:
+        folders.setdefault(Path(path).parent, []).append(Path(path).name)
+    for folder, names in folders.items():
+        cleaned += clean_folder(folder, names)
+    if not store:
+        return cleaned
+    uri = settings.resolved_tracking_uri()
+    try:
+        if uri.startswith("sqlite:///"):
+            if not Path(uri.removeprefix("sqlite:///")).is_file():
+                return cleaned
+            with store_lock_if_free(uri) as held:
+                if held:
+                    cleaned += _clean_store(settings, uri, store_locked=True, by=by)
+        else:
+            cleaned += _clean_store(settings, uri, store_locked=False, by=by)
+    except Exception as error:  # cleaning never makes a command fail
+        logger.debug("leftovers in the store not cleaned: %s", type(error).__name__)
+    return cleaned
+
+
+def _clean_store(settings: Settings, uri: str, *, store_locked: bool, by: str) -> list[Leftover]:
+    from womac.models.leftovers import clean_store
+    from womac.models.store import connect
+
+    return clean_store(connect(uri), settings, store_locked=store_locked, by=by)
 
 
 @dataclass(slots=True)

@@ -73,6 +73,7 @@ from womac.data.cohort import (
 )
 from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind, Role
 from womac.models.eligibility import Protocol
+from womac.models.leftovers import temporary_prefix
 from womac.models.scoring import Scorer
 from womac.models.store import connect, download_skops, loads_skops
 from womac.pipeline.detail import Detail
@@ -292,7 +293,9 @@ def score_cohort_spark(
         step("Loading the model")
         model = _fetch_model(model_uri, tracking_uri)
         out.parent.mkdir(parents=True, exist_ok=True)
-        prefix = "." + re.sub(r"[^\w.-]", "_", out.name) + "."
+        # Holds the staged cohort and the scores: named after this process, so that if it
+        # is killed outright the next command writing here removes it (models.leftovers).
+        prefix = temporary_prefix(out.name)
         work = Path(tempfile.mkdtemp(prefix=prefix, suffix=".spark", dir=out.parent))
         if reader is not None:
             plan = _stage_csv(reader, work / "staged", step)

@@ -47,7 +47,15 @@ from womac.models.candidates import (
 from womac.models.eligibility import protocol_from
 from womac.models.evaluation import Evaluation, evaluate
 from womac.models.gates import coverage_gate, slope_gate
+from womac.models.leftovers import Leftover, clean_store, process_tags
 from womac.models.metrics import regression_metrics
+from womac.models.registry import (
+    CHAMPION,
+    NOT_PROMOTED,
+    PROMOTION_REASON_TAG,
+    PROMOTION_TAG,
+    RUN_ID_TAG,
+)
 from womac.models.scoring import Scorer
 from womac.models.selection import (
     CLEARLY_BETTER_SE,
@@ -86,6 +94,7 @@ from womac.pipeline.provenance import (
 from womac.pipeline.report import ReportContext, render_report
 from womac.pipeline.safety import (
     checkpoint,
+    clean_leftovers,
     held_interrupts,
     interrupt_pending,
     interrupts_handled,
@@ -158,14 +167,18 @@ class TrainingResult:
 
 def default_cohort(settings: Settings) -> tuple[Path, Path]:
     """Write the simulated default cohort (and its oracle) unless it is already there."""
-    n, seed = settings.default_cohort_size, settings.seed
-    path = settings.generated_dir / f"cohort-n{n}-seed{seed}.csv"
-    oracle_path = path.with_name(path.stem + "-oracle.csv")
+    path, oracle_path = _default_cohort_paths(settings)
     if not (path.exists() and oracle_path.exists()):
-        cohort, oracle = simulate_cohort(n, seed)
+        cohort, oracle = simulate_cohort(settings.default_cohort_size, settings.seed)
         atomic_write_csv(pd.concat([cohort["patient_id"], oracle], axis=1), oracle_path)
         atomic_write_csv(cohort, path)
     return path, oracle_path
+
+
+def _default_cohort_paths(settings: Settings) -> tuple[Path, Path]:
+    n, seed = settings.default_cohort_size, settings.seed
+    path = settings.generated_dir / f"cohort-n{n}-seed{seed}.csv"
+    return path, path.with_name(path.stem + "-oracle.csv")
 
 
 def train(
@@ -173,6 +186,7 @@ def train(
     settings: Settings,
     *,
     on_step: Callable[[str], None] = lambda _: None,
+    on_cleaned: Callable[[list[Leftover]], None] = lambda _: None,
 ) -> TrainingResult:
     """Train, compare, calibrate, log and register a model of 12-month WOMAC improvement.
 
@@ -185,6 +199,10 @@ def train(
         Tracking store, registry names, seed, split, CV, interval and gate settings.
     on_step
         Called with a short description as each step starts (for a progress display).
+    on_cleaned
+        Called with what an earlier training killed outright had left and this one cleaned
+        (:mod:`womac.models.leftovers`): temporary files at the start, orphaned runs and
+        cut-short versions once it holds the store, before its own run starts.
 
     Raises
     ------
@@ -198,15 +216,23 @@ def train(
         waits for the end of the current step, so no database transaction is cut.
     """
     with interrupts_handled():
-        return _train(data, settings, on_step)
+        return _train(data, settings, on_step, on_cleaned)
 
 
 def _train(
-    data: Path | None, settings: Settings, on_step: Callable[[str], None]
+    data: Path | None,
+    settings: Settings,
+    on_step: Callable[[str], None],
+    on_cleaned: Callable[[list[Leftover]], None],
 ) -> TrainingResult:
     started = time.perf_counter()
     on_step("Checking the tracking store")
     _check_tracking(settings)
+    writing = list(_default_cohort_paths(settings)) if data is None else []
+    uri = settings.resolved_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        writing.append(Path(uri.removeprefix("sqlite:///")))  # a store being created
+    on_cleaned(clean_leftovers(settings, writing, store=False, by="womac train"))
     on_step("Validating cohort")
     oracle: pd.Series | None = None
     if data is None:
@@ -304,6 +330,7 @@ def _train(
             return _track_and_register(
                 settings=settings,
                 on_step=next_step,
+                on_cleaned=on_cleaned,
                 started=started,
                 cohort=cohort,
                 report=report,
@@ -323,6 +350,7 @@ def _track_and_register(
     *,
     settings: Settings,
     on_step: Callable[[str], None],
+    on_cleaned: Callable[[list[Leftover]], None],
     started: float,
     cohort: Cohort,
     report: DataReport,
@@ -341,6 +369,15 @@ def _track_and_register(
     create_store(settings.resolved_tracking_uri(), settings.resolved_artifact_root())
     client = connect(settings.resolved_tracking_uri())
     experiment_id = _experiment(client, settings)
+    # Holding the store (a local one's lock): what a training killed outright left in it.
+    on_cleaned(
+        clean_store(
+            client,
+            settings,
+            store_locked=settings.resolved_tracking_uri().startswith("sqlite:///"),
+            by="womac train",
+        )
+    )
     import mlflow
 
     # Nested runs take the active experiment, not their parent's: set it for both.
@@ -409,10 +446,16 @@ def _track_and_register(
 
 @contextmanager
 def _training_run(experiment_id: str) -> Iterator[ActiveRun]:
-    """The training's MLflow run: closed as killed when interrupted, failed on an error."""
+    """The training's MLflow run: closed as killed when interrupted, failed on an error.
+
+    Tagged from its start with this process (host, PID, start time), so that if the process
+    is killed outright the next command can tell the run is orphaned and close it.
+    """
     import mlflow
 
-    with mlflow.start_run(experiment_id=experiment_id, run_name="train") as run:
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name="train", tags=process_tags()
+    ) as run:
         try:
             yield run
         except KeyboardInterrupt:
@@ -805,8 +848,11 @@ def _register(
 ) -> str:
     """Register the logged model; move the alias only if promoted; undo on any failure.
 
-    Runs with interrupts held (see :func:`train`): if one arrives meanwhile, the version is
-    deleted and the alias put back before it is raised, so a killed training registers nothing.
+    The verdict (tag ``promotion``) is written last, after the alias moved: a version
+    without one was cut short (a SIGKILL, lost power), and the next command settles it
+    (:mod:`womac.models.leftovers`). Runs with interrupts held (see :func:`train`): if one
+    arrives meanwhile, the version is deleted and the alias put back before it is raised, so
+    a killed training registers nothing.
     """
     import mlflow
 
@@ -818,12 +864,12 @@ def _register(
         if client.get_registered_model(name).description != MODEL_DESCRIPTION:
             client.update_registered_model(name, description=MODEL_DESCRIPTION)
         client.update_model_version(name, version, description=description)
-        client.set_model_version_tag(name, version, "run_id", run_id)
-        verdict = "champion" if promotion.promoted else "not promoted"
-        client.set_model_version_tag(name, version, "promotion", verdict)
-        client.set_model_version_tag(name, version, "promotion_reason", promotion.reason)
+        client.set_model_version_tag(name, version, RUN_ID_TAG, run_id)
+        client.set_model_version_tag(name, version, PROMOTION_REASON_TAG, promotion.reason)
         if promotion.promoted:
             client.set_registered_model_alias(name, alias, version)
+        verdict = CHAMPION if promotion.promoted else NOT_PROMOTED
+        client.set_model_version_tag(name, version, PROMOTION_TAG, verdict)
     except BaseException:
         _undo_registration(client, name, alias, version, previous)
         raise
