@@ -84,6 +84,8 @@ def test_no_canary_value_in_any_server_log_or_refusal(
             # A key can hold anything a client typed; so can the first segment of a path.
             http.post("/v1/predict", json=canary | {f"{CANARY_ID}-key": 1}),
             http.get(f"/{CANARY_ID}.1962-03-04"),
+            # A request head far over 16 KB is refused by the server before any route runs.
+            http.get("/health", headers={"X-Note": CANARY_ID * 20_000}),
         ]
     log = server.output()
 
@@ -103,6 +105,7 @@ def test_no_canary_value_in_any_server_log_or_refusal(
         422,
         422,
         404,
+        400,
     ]
     for response in checked:
         assert leaked(response.text) == [], (response.request.url.path, response.text)

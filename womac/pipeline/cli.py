@@ -480,6 +480,7 @@ def serve(
         else (f"API docs: http://{host}:{port}/docs")
     )
     console.print(f"womac service on http://{host}:{port}  ({docs})")
+    from womac.serve.limits import MAX_HEAD_BYTES
     from womac.serve.logs import log_config
 
     uvicorn.run(
@@ -488,6 +489,10 @@ def serve(
         host=host,
         port=port,
         log_config=log_config("info"),
+        # h11, not httptools: only it bounds a request's head (httptools takes a 32 MB
+        # header and holds the event loop for most of a second parsing it).
+        http="h11",
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
     )
 
 

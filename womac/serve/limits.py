@@ -1,4 +1,4 @@
-"""The request body limit, answered like every other refusal: JSON naming the limit."""
+"""Request size limits (head and body), answered like every other refusal where we answer."""
 
 from __future__ import annotations
 
@@ -6,6 +6,12 @@ import json
 
 from fastapi import HTTPException, status
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+MAX_HEAD_BYTES = 16_384
+"""The request line and headers, buffered while incomplete (uvicorn's h11 answers 400
+beyond; a head that arrives whole in one read, at most 64 KB, is parsed as it is). Room for
+any client's headers and an API key, not for an attack; nginx's default buffers are 4 x 8 KB.
+"""
 
 
 def too_large_message(max_bytes: int) -> str:

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from womac.data.contract import FIELDS, Kind, PatientField, Role
 from womac.data.settings import MAX_BATCH_CEILING
+from womac.serve.bodies import MAX_PROBLEMS
 
 
 def _json_number(value: Any) -> Any:
@@ -218,9 +219,14 @@ class FieldProblem(BaseModel):
 
 
 class ValidationProblems(BaseModel):
-    """A refused request: every bad field at once."""
+    """A refused request: its bad fields at once (the first few, and how many more)."""
 
-    detail: list[FieldProblem]
+    detail: list[FieldProblem] = Field(
+        description=f"The first {MAX_PROBLEMS} problems at most, in the body's order."
+    )
+    more_problems: int | None = Field(
+        default=None, ge=1, description="How many problems there are beyond those listed."
+    )
 
 
 # Shared by every route that reads a body (FastAPI's default 422 schema is not ours).

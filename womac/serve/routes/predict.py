@@ -21,7 +21,7 @@ router = APIRouter(prefix="/v1", tags=["predict"])
 
 
 PatientBody = Annotated[PatientRequest, Depends(body_of(PatientRequest))]
-BatchBody = Annotated[BatchRequest, Depends(body_of(BatchRequest))]
+BatchBody = Annotated[BatchRequest, Depends(body_of(BatchRequest, rows="patients"))]
 
 
 @router.post(
