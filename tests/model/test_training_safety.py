@@ -139,19 +139,24 @@ def test_training_killed_at_any_point_registers_nothing_and_leaves_no_partial_fi
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    if moment == "while writing the cohort":  # or just after: it is written in a blink
-        wait_for((tmp_path / "generated").exists, process, "to simulating")
-    elif moment == "while fitting":  # the simulated cohort is written; cross-validation runs
-        wait_for(lambda: len(list(tmp_path.glob("generated/*.csv"))) == 2, process, "a cohort")
-        time.sleep(0.5)
-    else:  # MLflow writes from the run's start to the registration's end, a few seconds
-        wait_for(lambda: stored(database, "runs") > 0, process, "to MLflow")
-        if moment == "while MLflow writes":
-            time.sleep(0.7)
-        elif moment == "while the model is logged":  # registration comes next
-            wait_for(lambda: stored(database, "logged_models") > 0, process, "to the model")
-    process.send_signal(signal.SIGTERM)
-    _, stderr = process.communicate(timeout=120)
+    try:
+        if moment == "while writing the cohort":  # or just after: it is written in a blink
+            wait_for((tmp_path / "generated").exists, process, "to simulating")
+        elif moment == "while fitting":  # the simulated cohort is written; cross-validation runs
+            wait_for(lambda: len(list(tmp_path.glob("generated/*.csv"))) == 2, process, "a cohort")
+            time.sleep(0.5)
+        else:  # MLflow writes from the run's start to the registration's end, a few seconds
+            wait_for(lambda: stored(database, "runs") > 0, process, "to MLflow")
+            if moment == "while MLflow writes":
+                time.sleep(0.7)
+            elif moment == "while the model is logged":  # registration comes next
+                wait_for(lambda: stored(database, "logged_models") > 0, process, "to the model")
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=120)
+    finally:  # a missed moment must not leave a training running
+        if process.poll() is None:
+            process.kill()
+            process.wait()
     if process.returncode == 0:
         pytest.skip(f"training finished before the signal ({moment}); nothing to interrupt")
     assert process.returncode == 130, stderr.decode()[-1500:]
