@@ -21,9 +21,6 @@ ORACLE = "expected_improvement_oracle"
 
 # Subscale maxima on the Likert version (pain 5 items, stiffness 2, function 17; 0-4 each).
 _SUBSCALE_MAX = np.array([20.0, 8.0, 68.0])
-# Share of the total per subscale, about 21% pain, 8% stiffness, 71% function
-# (typical baseline profile in knee-OA trials; DESIGN.md).
-_SUBSCALE_SHARE = np.array([0.21, 0.08, 0.71])
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +31,48 @@ class SimulationSettings:
     lost_to_follow_up: float = 0.12  # 12% at 12 months, more among non-improvers
     kl_missing: float = 0.05  # KL grade blank for about 5% (no radiograph on file)
     optional_missing: float = 0.08  # *assumption*: blanks in optional fields of an export
+
+
+@dataclass(frozen=True, slots=True)
+class CohortFigures:
+    """The simulator's literature figures, read by ``simulate_cohort`` and by the report.
+
+    Sources and *assumptions* are given beside each figure in ``simulate_cohort``.
+    """
+
+    age_mean: float = 60.0  # years; OAI baseline
+    age_sd: float = 8.5
+    age_range: tuple[float, float] = (40.0, 80.0)
+    female: float = 0.58
+    bmi_mean: float = 29.5  # kg/m2
+    bmi_sd: float = 4.9
+    bmi_range: tuple[float, float] = (18.0, 45.0)
+    kl_grades: tuple[int, ...] = (1, 2, 3, 4)
+    kl_shares: tuple[float, ...] = (0.08, 0.34, 0.40, 0.18)
+    hip: float = 0.10
+    baseline_mean: float = 30.0  # WOMAC total points
+    baseline_sd: float = 15.0
+    baseline_range: tuple[float, float] = (5.0, 90.0)
+    baseline_per_kl_grade: float = 2.5  # points per KL grade above 2
+    subscale_shares: tuple[float, float, float] = (0.21, 0.08, 0.71)  # pain, stiffness, function
+    diabetes: float = 0.14
+    usual_care: float = 10.0  # points at the mean baseline
+    regression_to_mean: float = 0.2  # x (baseline - baseline_mean)
+    msc_per_baseline_point: float = 0.24
+    msc_kl4_factor: float = 0.5
+    msc_hip_factor: float = 0.8
+    msc_bmi_pivot: float = 29.0  # kg/m2
+    msc_per_bmi_point: float = 0.2
+    msc_repeated_injections: float = 2.0
+    msc_prp: float = 3.0
+    msc_rehab: float = 3.0
+    lost_logit_per_sd: float = 0.47  # odds x1.6 per SD less improvement
+
+
+COHORT_FIGURES = CohortFigures()
+# Share of the total per subscale, about 21% pain, 8% stiffness, 71% function
+# (typical baseline profile in knee-OA trials; DESIGN.md).
+_SUBSCALE_SHARE = np.array(COHORT_FIGURES.subscale_shares)
 
 
 def simulate_cohort(
@@ -61,21 +100,25 @@ def simulate_cohort(
     if n < 1:
         raise ValueError("n must be at least 1")
     cfg = settings or SimulationSettings()
+    fig = COHORT_FIGURES
     rng = np.random.default_rng(seed)
 
     # Demographics: OAI knee-OA cohort (Osteoarthritis Initiative baseline, n=4,796):
     # age 61 +/- 9, 58% female, BMI 28.6 +/- 4.8; DESIGN.md figures.
-    age = np.clip(rng.normal(60.0, 8.5, n), 40, 80).round(0)
-    female = rng.random(n) < 0.58
-    bmi = np.clip(rng.normal(29.5, 4.9, n), 18, 45).round(1)
+    age = np.clip(rng.normal(fig.age_mean, fig.age_sd, n), *fig.age_range).round(0)
+    female = rng.random(n) < fig.female
+    bmi = np.clip(rng.normal(fig.bmi_mean, fig.bmi_sd, n), *fig.bmi_range).round(1)
     # KL grade 1/2/3/4 = 8/34/40/18% (OAI, rescaled to treated patients).
-    kl = rng.choice([1, 2, 3, 4], size=n, p=[0.08, 0.34, 0.40, 0.18])
+    kl = rng.choice(fig.kl_grades, size=n, p=fig.kl_shares)
     # Knee 90%, hip 10%: *assumption* (MSC series are mostly knees).
-    hip = rng.random(n) < 0.10
+    hip = rng.random(n) < fig.hip
 
     # Baseline WOMAC total ~ N(30, 15) clipped 5-90, +2.5 per KL grade above 2
     # (OAI and MSC trial baselines; DESIGN.md).
-    total_0 = np.clip(rng.normal(30.0, 15.0, n) + 2.5 * (kl - 2), 5, 90)
+    total_0 = np.clip(
+        rng.normal(fig.baseline_mean, fig.baseline_sd, n) + fig.baseline_per_kl_grade * (kl - 2),
+        *fig.baseline_range,
+    )
     shares = rng.dirichlet(_SUBSCALE_SHARE * 60, size=n)  # *assumption*: ~10% spread of shares
     subscales_0 = np.minimum(np.round(total_0[:, None] * shares), _SUBSCALE_MAX)
     total_0 = subscales_0.sum(axis=1)
@@ -83,7 +126,7 @@ def simulate_cohort(
     # Optional fields: *assumptions* where the MSC literature reports no distribution.
     symptom_years = np.clip(rng.gamma(2.0, 3.5, n), 0, 60).round(1)  # median ~6 years
     activity = rng.choice(["low", "moderate", "high"], size=n, p=[0.40, 0.42, 0.18])
-    diabetes = rng.random(n) < 0.14  # ~14% of OA patients (Louati et al., RMD Open 2015)
+    diabetes = rng.random(n) < fig.diabetes  # ~14% of OA patients (Louati et al., RMD Open 2015)
     smoker = rng.random(n) < 0.15  # *assumption*
     cell_source = rng.choice(
         ["bone_marrow", "adipose", "umbilical_cord"], size=n, p=[0.45, 0.45, 0.10]
@@ -103,12 +146,20 @@ def simulate_cohort(
     # (Bone Joint Res 2020;9:719, meta-analysis of 7 RCTs), scaled with baseline severity
     # (0.24 x baseline, i.e. 7.2 at the mean baseline of 30); regression to the mean
     # 0.2 x (baseline - 30).
-    usual_care = 10.0 + 0.2 * (total_0 - 30.0)
-    msc = 0.24 * total_0
-    msc = np.where(kl == 4, 0.5 * msc, msc)  # KL 4 halves the MSC effect
-    msc = np.where(hip, 0.8 * msc, msc)  # hip response 0.8 x knee
-    msc = msc - 0.2 * np.maximum(bmi - 29.0, 0.0)  # 0.2 points less per kg/m2 of BMI above 29
-    msc = msc + 2.0 * (injections > 1) + 3.0 * prp + 3.0 * rehab  # modifiers; sex has none
+    usual_care = fig.usual_care + fig.regression_to_mean * (total_0 - fig.baseline_mean)
+    msc = fig.msc_per_baseline_point * total_0
+    msc = np.where(kl == 4, fig.msc_kl4_factor * msc, msc)  # KL 4 halves the MSC effect
+    msc = np.where(hip, fig.msc_hip_factor * msc, msc)  # hip response 0.8 x knee
+    msc = msc - fig.msc_per_bmi_point * np.maximum(
+        bmi - fig.msc_bmi_pivot, 0.0
+    )  # 0.2 points less per kg/m2 of BMI above 29
+    # Modifiers; sex has none.
+    msc = (
+        msc
+        + fig.msc_repeated_injections * (injections > 1)
+        + fig.msc_prp * prp
+        + fig.msc_rehab * rehab
+    )
     mean_improvement = usual_care + msc
 
     # Observed: 12-month total = baseline - improvement - noise, on the 0-96 scale.
@@ -152,7 +203,7 @@ def simulate_cohort(
     # strength: odds x1.6 per SD less improvement).
     improvement = total_0 - total_12
     z = -(improvement - improvement.mean()) / improvement.std()
-    lost = rng.random(n) < _logistic_with_mean(0.47 * z, cfg.lost_to_follow_up)
+    lost = rng.random(n) < _logistic_with_mean(fig.lost_logit_per_sd * z, cfg.lost_to_follow_up)
     cohort.loc[lost, list(FOLLOW_UP_SUBSCALES)] = np.nan
 
     cohort.loc[rng.random(n) < cfg.kl_missing, "kl_grade"] = np.nan

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -37,3 +39,18 @@ def regression_metrics(observed: np.ndarray, predicted: np.ndarray) -> dict[str,
         "calibration_intercept": intercept,
         "calibration_slope_se": slope_se,
     }
+
+
+def wilson_interval(
+    fraction: float | None, n: int, z: float = 1.959964
+) -> tuple[float, float] | None:
+    """Wilson score interval (95% by default) of a proportion observed among ``n``.
+
+    It needs only the aggregate, so a report can show it without patient data. ``None``
+    when the proportion is unknown or there is nobody to count.
+    """
+    if fraction is None or n <= 0 or not math.isfinite(fraction):
+        return None
+    centre = (fraction + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(fraction * (1 - fraction) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (max(0.0, centre - half), min(1.0, centre + half))

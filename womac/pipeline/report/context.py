@@ -1,0 +1,33 @@
+"""What a training run hands the report."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from womac.data.report import DataReport
+    from womac.data.settings import Settings
+    from womac.models.evaluation import Evaluation
+
+
+@dataclass(slots=True)
+class ReportContext:
+    """Everything a training run knows that the report shows."""
+
+    run_id: str
+    settings: Settings
+    data: DataReport
+    split: dict[str, int]
+    candidates: list[Any]  # pipeline.train.CandidateResult
+    chosen: str
+    evaluation: Evaluation
+    oracle_test: dict[str, float] | None
+    promotion_reason: str
+    promoted: bool
+    fields_used: list[str]
+    figures: dict[str, Figure]
+    selection_reason: str = ""
+    refit_on_all: bool = False
