@@ -89,7 +89,7 @@ def test_custom_protocol_excluding_kl_3_and_4_and_only_infection_is_honoured() -
     )
     eligibility = assess(table, protocol)
     assert eligibility.candidate.tolist() == [False, False, True, False, True]
-    assert eligibility.reasons[0] == ["Kellgren-Lawrence grade 3: outside the protocol"]
+    assert eligibility.reasons[0] == ["Kellgren-Lawrence grade 3 (moderate): outside the protocol"]
     assert eligibility.reasons[3] == ["Active infection: outside the protocol"]
     # Flags outside the protocol are neither reasons nor "unchecked".
     assert eligibility.unchecked[4] == [

@@ -32,6 +32,28 @@ class Role(StrEnum):
     OUTCOME = "outcome"  # 12-month follow-up; training only
 
 
+class FormSection(StrEnum):
+    """Where the clinician form shows a field, in the order a clinician takes a history."""
+
+    PATIENT = "Patient"
+    JOINT = "Joint"
+    BASELINE = "Baseline WOMAC (Likert, 0-4 per item)"
+    TREATMENT = "Treatment plan"
+    HEALTH = "Health and lifestyle"
+    EXCLUSIONS = "Protocol exclusions"
+    FOLLOW_UP = "12-month follow-up"  # outcomes: in cohort files only, never on the form
+
+
+KL_GRADES: tuple[tuple[int, str], ...] = (
+    (0, "none"),
+    (1, "doubtful"),
+    (2, "minimal"),
+    (3, "moderate"),
+    (4, "severe, bone on bone"),
+)
+"""The Kellgren-Lawrence grades in words (Kellgren & Lawrence, 1957)."""
+
+
 @dataclass(frozen=True, slots=True)
 class PatientField:
     """One column of the cohort contract.
@@ -63,6 +85,13 @@ class PatientField:
     max_length
         Longest allowed text of an identifier, in characters; the one limit that
         ``validate``, ``predict``, ``train`` and the API all apply.
+    section
+        Where the clinician form shows the field (fields keep their order here within it).
+    value_labels
+        Words for the values of an integer scale, as (value, words) pairs: the form offers
+        them as choices, and messages use them.
+    blank_label
+        What a blank value means, where the form offers it as a choice.
     """
 
     name: str
@@ -78,6 +107,9 @@ class PatientField:
     blank_allowed: bool = False
     aliases: tuple[tuple[str, str], ...] = ()
     max_length: int | None = None
+    section: FormSection = FormSection.PATIENT
+    value_labels: tuple[tuple[int, str], ...] = ()
+    blank_label: str = ""
 
     @property
     def is_numeric(self) -> bool:
@@ -116,10 +148,17 @@ def _womac(name: str, subscale: str, maximum: int, items: int, month: int) -> Pa
         maximum=maximum,
         required=month == 0,
         blank_allowed=month != 0,
+        section=FormSection.BASELINE if month == 0 else FormSection.FOLLOW_UP,
     )
 
 
-def _flag(name: str, label: str, description: str, role: Role = Role.PREDICTOR) -> PatientField:
+def _flag(
+    name: str,
+    label: str,
+    description: str,
+    role: Role = Role.PREDICTOR,
+    section: FormSection = FormSection.HEALTH,
+) -> PatientField:
     return PatientField(
         name=name,
         kind=Kind.BOOLEAN,
@@ -128,6 +167,7 @@ def _flag(name: str, label: str, description: str, role: Role = Role.PREDICTOR) 
         description=description,
         required=False,
         blank_allowed=True,
+        section=FormSection.EXCLUSIONS if role is Role.ELIGIBILITY else section,
     )
 
 
@@ -160,18 +200,23 @@ FIELDS: tuple[PatientField, ...] = (
         "Treated joint",
         "The osteoarthritic joint that was injected.",
         categories=("knee", "hip"),
+        section=FormSection.JOINT,
     ),
     PatientField(
         "kl_grade",
         Kind.INTEGER,
         Role.PREDICTOR,
         "Kellgren-Lawrence grade",
-        "Radiographic OA severity: 0 none, 1 doubtful, 2 minimal, 3 moderate, "
-        "4 severe (bone on bone). Blank when no radiograph is on file.",
+        "Radiographic OA severity: "
+        + ", ".join(f"{grade} {words}" for grade, words in KL_GRADES)
+        + ". Blank when no radiograph is on file.",
         "",
         0,
         4,
         blank_allowed=True,
+        section=FormSection.JOINT,
+        value_labels=KL_GRADES,
+        blank_label="Unknown (no radiograph)",
     ),
     _womac("womac_pain_0", "pain", 20, 5, 0),
     _womac("womac_stiffness_0", "stiffness", 8, 2, 0),
@@ -187,6 +232,7 @@ FIELDS: tuple[PatientField, ...] = (
         60,
         required=False,
         blank_allowed=True,
+        section=FormSection.JOINT,
     ),
     PatientField(
         "activity_level",
@@ -197,6 +243,7 @@ FIELDS: tuple[PatientField, ...] = (
         categories=("low", "moderate", "high"),
         required=False,
         blank_allowed=True,
+        section=FormSection.HEALTH,
     ),
     _flag("diabetes", "Diabetes", "Diagnosed diabetes mellitus."),
     _flag("smoker", "Current smoker", "Smokes tobacco currently."),
@@ -209,6 +256,7 @@ FIELDS: tuple[PatientField, ...] = (
         categories=("bone_marrow", "adipose", "umbilical_cord"),
         required=False,
         blank_allowed=True,
+        section=FormSection.TREATMENT,
     ),
     PatientField(
         "donor",
@@ -219,6 +267,7 @@ FIELDS: tuple[PatientField, ...] = (
         categories=("autologous", "allogeneic"),
         required=False,
         blank_allowed=True,
+        section=FormSection.TREATMENT,
     ),
     PatientField(
         "cell_dose_millions",
@@ -231,6 +280,7 @@ FIELDS: tuple[PatientField, ...] = (
         500,
         required=False,
         blank_allowed=True,
+        section=FormSection.TREATMENT,
     ),
     PatientField(
         "injections",
@@ -243,9 +293,20 @@ FIELDS: tuple[PatientField, ...] = (
         5,
         required=False,
         blank_allowed=True,
+        section=FormSection.TREATMENT,
     ),
-    _flag("prp", "PRP with cells", "Platelet-rich plasma given with the cells."),
-    _flag("rehab", "Rehabilitation", "A structured rehabilitation programme was followed."),
+    _flag(
+        "prp",
+        "PRP with cells",
+        "Platelet-rich plasma given with the cells.",
+        section=FormSection.TREATMENT,
+    ),
+    _flag(
+        "rehab",
+        "Rehabilitation",
+        "A structured rehabilitation programme was followed.",
+        section=FormSection.TREATMENT,
+    ),
     _flag(
         "avascular_necrosis",
         "Avascular necrosis",

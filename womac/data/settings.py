@@ -19,6 +19,9 @@ MAX_BATCH_CEILING = 5000
 """The most patients a batch request may ever hold, whatever the setting: the request schema
 refuses a longer list before validating a single patient in it (bounded work per request)."""
 
+DEFAULT_SPARK_MASTER = "local[*]"
+"""Spark's master when neither WOMAC_SPARK_MASTER nor SPARK_MASTER is set: every core here."""
+
 
 class Settings(BaseSettings):
     """Configuration of training, scoring and serving."""
@@ -138,7 +141,7 @@ class Settings(BaseSettings):
 
     def resolved_spark_master(self) -> str:
         """The Spark master to use: ours, then Spark's ``SPARK_MASTER``, then every local core."""
-        return self.spark_master or os.environ.get("SPARK_MASTER") or "local[*]"
+        return self.spark_master or os.environ.get("SPARK_MASTER") or DEFAULT_SPARK_MASTER
 
     def resolved_artifact_root(self) -> str:
         """Absolute artifact location for new experiments, so the store works from any folder."""

@@ -17,14 +17,22 @@ from womac.data.contract import FIELD_BY_NAME
 class Protocol:
     """Who the clinic's protocol excludes from MSC therapy.
 
-    Defaults: Kellgren-Lawrence grade 4 ("bone on bone"), avascular necrosis, active infection
-    and immune disorder (DESIGN.md). Configurable through the settings.
+    Defaults: the settings' own (Kellgren-Lawrence grade 4, avascular necrosis, active
+    infection and immune disorder; DESIGN.md), so a clinic changes them in one place.
     """
 
-    excluded_kl_grades: tuple[int, ...] = (4,)
-    exclusion_flags: tuple[str, ...] = field(
-        default=("avascular_necrosis", "active_infection", "immune_disorder")
+    excluded_kl_grades: tuple[int, ...] = field(
+        default_factory=lambda: tuple(_setting_default("excluded_kl_grades"))
     )
+    exclusion_flags: tuple[str, ...] = field(
+        default_factory=lambda: tuple(_setting_default("exclusion_flags"))
+    )
+
+
+def _setting_default(name: str) -> Any:
+    from womac.data.settings import Settings
+
+    return Settings.model_fields[name].default
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,9 +108,10 @@ def _word(
             excluded = ", ".join(str(g) for g in protocol.excluded_kl_grades)
             unchecked.append(f"Kellgren-Lawrence grade (the protocol excludes grade {excluded})")
     elif grade in protocol.excluded_kl_grades:
+        words = dict(FIELD_BY_NAME["kl_grade"].value_labels).get(grade)
         reasons.append(
             f"Kellgren-Lawrence grade {grade}"
-            + (" (bone on bone)" if grade == 4 else "")
+            + (f" ({words})" if words else "")
             + ": outside the protocol"
         )
     for name, state in zip(protocol.exclusion_flags, situation[1:], strict=True):

@@ -173,9 +173,11 @@ def create_store(tracking_uri: str, artifact_root: str) -> None:
     (never over a store another process created meanwhile). An existing store, or one that is
     not a local SQLite file, is left to MLflow.
     """
-    if not tracking_uri.startswith("sqlite:///"):
+    from womac.models.tracking import sqlite_file
+
+    path = sqlite_file(tracking_uri)
+    if path is None:
         return
-    path = Path(tracking_uri.removeprefix("sqlite:///"))
     if path.exists():
         return
     quiet_mlflow()
@@ -204,10 +206,10 @@ def connect(tracking_uri: str) -> Any:
     womac.models.tracking.StoreUnavailableError
         When a local store file is damaged (it is never rebuilt as an empty store).
     """
-    if tracking_uri.startswith("sqlite:///"):
-        from womac.models.tracking import check_sqlite_intact
+    from womac.models.tracking import check_sqlite_intact, sqlite_file
 
-        check_sqlite_intact(Path(tracking_uri.removeprefix("sqlite:///")), tracking_uri)
+    if (database := sqlite_file(tracking_uri)) is not None:
+        check_sqlite_intact(database, tracking_uri)
     quiet_mlflow()
     import mlflow
     from mlflow import MlflowClient

@@ -51,6 +51,17 @@ def _dialect(uri: str) -> str:
     return urlsplit(uri).scheme.split("+", 1)[0]
 
 
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_file(tracking_uri: str) -> Path | None:
+    """The database file of a local SQLite store (``sqlite:///path``); ``None`` for any other
+    store (a server, PostgreSQL, Databricks). The one place a store URI is taken apart."""
+    if not tracking_uri.startswith(SQLITE_PREFIX):
+        return None
+    return Path(tracking_uri.removeprefix(SQLITE_PREFIX))
+
+
 def check_store(tracking_uri: str, timeout_s: float = 10.0) -> None:
     """Check that the tracking store can be used, before anything is fitted or loaded.
 
@@ -64,8 +75,8 @@ def check_store(tracking_uri: str, timeout_s: float = 10.0) -> None:
         Saying which store (never its password), what is wrong and what to do.
     """
     scheme = urlsplit(tracking_uri).scheme
-    if tracking_uri.startswith("sqlite:///"):
-        _check_sqlite(Path(tracking_uri.removeprefix("sqlite:///")), tracking_uri)
+    if (database := sqlite_file(tracking_uri)) is not None:
+        _check_sqlite(database, tracking_uri)
     elif _dialect(tracking_uri) in DATABASE_SCHEMES:
         _check_database(tracking_uri, timeout_s)
     elif scheme in SERVER_SCHEMES:

@@ -390,7 +390,7 @@ def promote(
     from womac.models.leftovers import clean_store
     from womac.models.registry import PromotionRefusedError, promote_by_hand
     from womac.models.store import connect
-    from womac.models.tracking import StoreUnavailableError, check_store, shown
+    from womac.models.tracking import StoreUnavailableError, check_store, shown, sqlite_file
     from womac.pipeline.safety import StoreBusyError, held_interrupts, store_lock
 
     settings = _settings()
@@ -401,8 +401,8 @@ def promote(
     with _interruptible(f"{name}@{alias} did not move"):
         try:
             check_store(tracking_uri)
-            local = tracking_uri.startswith("sqlite:///")
-            if local and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+            database = sqlite_file(tracking_uri)
+            if database is not None and not database.exists():
                 # Not created just to find it empty.
                 raise StoreUnavailableError(
                     f"there is no MLflow store at {tracking_uri}, so nothing to promote; "
@@ -412,7 +412,9 @@ def promote(
             with store_lock(tracking_uri, settings.store_lock_timeout_s):
                 client = connect(tracking_uri)
                 # First what a training killed outright left: its version is never promoted.
-                cleaned = clean_store(client, settings, store_locked=local, by="womac promote")
+                cleaned = clean_store(
+                    client, settings, store_locked=database is not None, by="womac promote"
+                )
                 _print_cleaned(cleaned)
                 with held_interrupts():  # an interrupt waits until the registry is consistent
                     done = promote_by_hand(client, name, alias, version, reason)

@@ -30,6 +30,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from womac.models.tracking import sqlite_file
+
 if TYPE_CHECKING:
     from womac.data.settings import Settings
     from womac.models.leftovers import Leftover
@@ -49,7 +51,7 @@ def store_lock(tracking_uri: str, timeout_s: float) -> Iterator[None]:
 
     Server-backed stores serialize writes themselves; no lock is taken for them.
     """
-    if not tracking_uri.startswith("sqlite:///"):
+    if sqlite_file(tracking_uri) is None:
         yield
         return
     path = _lock_path(tracking_uri)
@@ -80,7 +82,7 @@ def store_lock_if_free(tracking_uri: str) -> Iterator[bool]:
     Never waits (and never creates the store's folder); for a store that is not a local
     SQLite file, yields ``False``: there is no lock to take.
     """
-    if not tracking_uri.startswith("sqlite:///"):
+    if sqlite_file(tracking_uri) is None:
         yield False
         return
     path = _lock_path(tracking_uri)
@@ -102,7 +104,9 @@ def store_lock_if_free(tracking_uri: str) -> Iterator[bool]:
 
 
 def _lock_path(tracking_uri: str) -> Path:
-    return Path(tracking_uri.removeprefix("sqlite:///") + ".lock")
+    database = sqlite_file(tracking_uri)
+    assert database is not None, "only a local SQLite store has a lock file"
+    return database.with_name(database.name + ".lock")
 
 
 def clean_leftovers(
@@ -128,8 +132,9 @@ def clean_leftovers(
         return cleaned
     uri = settings.resolved_tracking_uri()
     try:
-        if uri.startswith("sqlite:///"):
-            if not Path(uri.removeprefix("sqlite:///")).is_file():
+        database = sqlite_file(uri)
+        if database is not None:
+            if not database.is_file():
                 return cleaned
             with store_lock_if_free(uri) as held:
                 if held:

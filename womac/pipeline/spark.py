@@ -72,6 +72,7 @@ from womac.data.cohort import (
     parse_column,
 )
 from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind, Role
+from womac.data.settings import DEFAULT_SPARK_MASTER
 from womac.models.eligibility import Protocol
 from womac.models.leftovers import temporary_prefix
 from womac.models.scoring import Scorer
@@ -87,7 +88,6 @@ if TYPE_CHECKING:
 
 INSTALL_HINT = "pip install '.[spark]' (or `make setup-spark` in a clone)"
 PARQUET_SUFFIXES = (".parquet", ".pq")
-DEFAULT_MASTER = "local[*]"
 # Rows per task: small enough that a 100,000-patient file keeps four cores busy, large
 # enough that a task's fixed costs (reading its piece, Arrow hand-over) stay under 1%.
 PIECE_ROWS = 25_000
@@ -161,7 +161,7 @@ def require_spark() -> None:
         )
 
 
-def start_spark(master: str = DEFAULT_MASTER) -> SparkSession:
+def start_spark(master: str = DEFAULT_SPARK_MASTER) -> SparkSession:
     """Start (or join) the Spark session of this process, configured for scoring.
 
     Workers run this interpreter (it has pyarrow and the model's packages), the web UI and
@@ -230,7 +230,7 @@ def score_cohort_spark(
     tracking_uri: str,
     protocol: Protocol,
     *,
-    master: str = DEFAULT_MASTER,
+    master: str = DEFAULT_SPARK_MASTER,
     spark: SparkSession | None = None,
     chunk_rows: int = PIECE_ROWS,
     detail: Detail = Detail.top3,

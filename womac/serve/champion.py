@@ -11,11 +11,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 from womac.data.settings import Settings
 from womac.models.registry import Command, train_advice
+from womac.models.tracking import sqlite_file
 
 LOOKUP_TIMEOUT_S = 120.0
 
@@ -28,7 +28,8 @@ class ChampionLookup:
         uri = settings.resolved_tracking_uri()
         self.process: subprocess.Popen[bytes] | None = None
         self.early: dict[str, Any] | None = None
-        if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        database = sqlite_file(uri)
+        if database is not None and not database.exists():
             # Do not create an empty tracking store just by starting the service.
             wanted = f"{settings.model_name}@{settings.champion_alias}"
             self.early = {

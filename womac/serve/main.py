@@ -15,7 +15,6 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.concurrency import run_in_threadpool
 
 from womac.data.settings import Settings, get_settings
 from womac.serve.bodies import RefusedBodyError, problems, publish
@@ -23,6 +22,7 @@ from womac.serve.champion import ChampionLookup
 from womac.serve.dependencies import require_api_key
 from womac.serve.limits import BodyLimit
 from womac.serve.logs import RequestLog
+from womac.serve.reloading import reload_model
 from womac.serve.routes import admin, health, model, page, predict
 from womac.serve.routes.page import STATIC_DIR
 from womac.serve.schemas import BatchRequest, ErrorMessage, PatientRequest
@@ -145,40 +145,6 @@ def _serve_docs(app: FastAPI) -> None:
             swagger_css_url=f"{SWAGGER_ASSETS}/swagger-ui.css",
             swagger_favicon_url=f"{SWAGGER_ASSETS}/favicon.png",
         )
-
-
-async def reload_model(app: FastAPI) -> dict[str, Any]:
-    """Load the model the champion alias points to now, then swap it in.
-
-    Requests keep being answered by the current model while the new one loads (in a worker
-    thread); the swap is a single assignment, so no request fails or sees half a model. If
-    the new champion cannot be loaded, the current model keeps serving.
-
-    Single flight: a reload asked for (by the route or SIGHUP) while one is under way joins
-    it and gets its outcome, so twenty at once cost one registry lookup, and a caller that
-    goes away cancels nothing and adds nothing.
-    """
-    running: asyncio.Task[dict[str, Any]] | None = app.state.reload_task
-    if running is None or running.done():
-        running = asyncio.ensure_future(_reload(app))
-        app.state.reload_task = running
-    return await asyncio.shield(running)
-
-
-async def _reload(app: FastAPI) -> dict[str, Any]:
-    from womac.serve.model import ModelUnavailableError, load_champion
-
-    settings: Settings = app.state.settings
-    previous = app.state.model
-    before = previous.version if previous is not None else None
-    try:
-        loaded = await run_in_threadpool(lambda: load_champion(settings, ChampionLookup(settings)))
-    except ModelUnavailableError as problem:
-        logger.error("reload failed; still serving version %s: %s", before, problem)
-        return {"reloaded": False, "serving_version": before, "reason": str(problem)}
-    app.state.model = loaded
-    logger.info("reloaded: serving version %s (was %s)", loaded.version, before)
-    return {"reloaded": True, "serving_version": loaded.version, "previous_version": before}
 
 
 async def _refused_body(request: Request, error: Exception) -> JSONResponse:

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 
+from womac.serve.reloading import reload_model
 from womac.serve.schemas import ErrorMessage
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
@@ -22,8 +23,6 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
 )
 async def reload(request: Request) -> dict[str, Any]:
     """Pick up a moved champion alias without a restart (no request fails meanwhile)."""
-    from womac.serve.main import reload_model
-
     outcome = await reload_model(request.app)
     if not outcome["reloaded"]:
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=outcome["reason"])
