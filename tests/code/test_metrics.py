@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from womac.models.metrics import regression_metrics
+from womac.models.metrics import regression_metrics, wilson_interval
 
 
 @pytest.fixture
@@ -67,3 +67,19 @@ def test_constant_predictions_have_no_calibration_slope(observed: np.ndarray) ->
     assert math.isnan(metrics["calibration_intercept"])
     assert metrics["rmse"] == pytest.approx(observed.std())
     assert metrics["r2"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_wilson_interval_matches_the_published_example() -> None:
+    # Newcombe, Stat Med 1998;17:857, table I: 81 of 263 gives 0.2553-0.3662.
+    low, high = wilson_interval(81 / 263, 263) or (math.nan, math.nan)
+
+    assert low == pytest.approx(0.2553, abs=1e-4)
+    assert high == pytest.approx(0.3662, abs=1e-4)
+
+
+def test_wilson_interval_stays_within_zero_and_one_and_is_none_without_patients() -> None:
+    assert wilson_interval(0.0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(1.0, 10) == pytest.approx((0.7225, 1.0), abs=1e-4)
+    assert wilson_interval(0.5, 0) is None
+    assert wilson_interval(None, 10) is None
+    assert wilson_interval(math.nan, 10) is None

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
+from womac.data import simulate
 from womac.data.cohort import Cohort, read_cohort, womac_total
 from womac.data.contract import ELIGIBILITY_FLAGS, PREDICTORS
 from womac.data.report import summarise
@@ -526,3 +527,14 @@ def test_report_renders_from_a_data_report_with_absent_optional_columns(
     assert row(document, "Years with symptoms")[0] == "Years with symptoms"
     assert data.sha256 is not None
     assert data.sha256 in "".join(document.text)
+
+
+def test_the_simulated_cohort_is_described_with_the_simulators_own_figures(
+    quick: ReportContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = dataclasses.replace(simulate.COHORT_FIGURES, msc_per_baseline_point=0.3, female=0.6)
+    monkeypatch.setattr(simulate, "COHORT_FIGURES", figures)
+    text = "".join(parse(render_report(quick)).text)
+
+    assert "MSC therapy adds 0.3 \u00d7 baseline (about 9 points at a baseline of 30" in text
+    assert "60% female" in text
