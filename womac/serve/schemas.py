@@ -9,8 +9,11 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
 from womac.data.contract import FIELDS, Kind, PatientField, Role
-from womac.data.settings import MAX_BATCH_CEILING
+from womac.data.settings import MAX_BATCH_CEILING, Settings
 from womac.serve.bodies import MAX_PROBLEMS
+
+_RESPONDER_POINTS = Settings.model_fields["responder_min_points"].default
+_RESPONDER_FRACTION = Settings.model_fields["responder_min_fraction"].default
 
 
 def _json_number(value: Any) -> Any:
@@ -119,8 +122,9 @@ class Prediction(BaseModel):
     p_clinically_important: float = Field(
         ge=0,
         le=1,
-        description="Chance of a clinically important improvement: at least 9 points and at "
-        "least 20% of the baseline total (thresholds set at training).",
+        description="Chance of a clinically important improvement: by default at least "
+        f"{_RESPONDER_POINTS:g} points and at least {_RESPONDER_FRACTION:.0%} of the baseline "
+        "total (the thresholds are set at training; GET /v1/model names the serving model's).",
     )
     eligibility: Eligibility
     explanation: Explanation
