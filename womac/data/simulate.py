@@ -100,9 +100,37 @@ def simulate_cohort(
     if n < 1:
         raise ValueError("n must be at least 1")
     cfg = settings or SimulationSettings()
-    fig = COHORT_FIGURES
     rng = np.random.default_rng(seed)
+    # The draws happen in a fixed order (patients, their treatment, the outcome, the blanks):
+    # the same seed gives the same cohort only while that order holds.
+    columns = _patients(rng, n, COHORT_FIGURES)
+    columns |= _history_and_treatment(rng, n)
+    total_0 = np.sum([columns[name] for name in BASELINE_SUBSCALES], axis=0)
+    mean_improvement = _mean_improvement(columns, total_0, COHORT_FIGURES)
 
+    # Observed: 12-month total = baseline - improvement - noise, on the 0-96 scale.
+    # Residual SD about 11 points (DESIGN.md). The oracle is the exact expectation of the
+    # clipped outcome, so it is the best prediction possible, floor effect included.
+    noise = rng.normal(0.0, cfg.residual_sd, n)
+    total_12 = np.clip(total_0 - mean_improvement - noise, 0, WOMAC_TOTAL_MAX)
+    oracle = total_0 - _expected_clipped(total_0 - mean_improvement, cfg.residual_sd)
+    shares_12 = rng.dirichlet(_SUBSCALE_SHARE * 60, size=n)
+    subscales_12 = np.minimum(np.round(total_12[:, None] * shares_12), _SUBSCALE_MAX)
+
+    cohort = pd.DataFrame(
+        {
+            "patient_id": [f"SIM-{seed % 100000:05d}-{i:06d}" for i in range(n)],
+            **columns,
+            **{name: subscales_12[:, i] for i, name in enumerate(FOLLOW_UP_SUBSCALES)},
+        }
+    )
+    cohort = cohort.astype({c: object for c in cohort.columns if cohort[c].dtype == bool})
+    _blank_as_exported(cohort, rng, total_0 - total_12, cfg)
+    return cohort, pd.Series(oracle, index=cohort.index, name=ORACLE)
+
+
+def _patients(rng: np.random.Generator, n: int, fig: CohortFigures) -> dict[str, np.ndarray]:
+    """Demographics, radiographic grade and baseline WOMAC subscales."""
     # Demographics: OAI knee-OA cohort (Osteoarthritis Initiative baseline, n=4,796):
     # age 61 +/- 9, 58% female, BMI 28.6 +/- 4.8; DESIGN.md figures.
     age = np.clip(rng.normal(fig.age_mean, fig.age_sd, n), *fig.age_range).round(0)
@@ -121,98 +149,90 @@ def simulate_cohort(
     )
     shares = rng.dirichlet(_SUBSCALE_SHARE * 60, size=n)  # *assumption*: ~10% spread of shares
     subscales_0 = np.minimum(np.round(total_0[:, None] * shares), _SUBSCALE_MAX)
-    total_0 = subscales_0.sum(axis=1)
+    return {
+        "age": age,
+        "sex": np.where(female, "female", "male"),
+        "bmi": bmi,
+        "joint": np.where(hip, "hip", "knee"),
+        "kl_grade": kl.astype(float),
+        **{name: subscales_0[:, i] for i, name in enumerate(BASELINE_SUBSCALES)},
+    }
 
-    # Optional fields: *assumptions* where the MSC literature reports no distribution.
+
+def _history_and_treatment(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """Optional fields: *assumptions* where the MSC literature reports no distribution."""
     symptom_years = np.clip(rng.gamma(2.0, 3.5, n), 0, 60).round(1)  # median ~6 years
     activity = rng.choice(["low", "moderate", "high"], size=n, p=[0.40, 0.42, 0.18])
-    diabetes = rng.random(n) < fig.diabetes  # ~14% of OA patients (Louati et al., RMD Open 2015)
+    # ~14% of OA patients (Louati et al., RMD Open 2015)
+    diabetes = rng.random(n) < COHORT_FIGURES.diabetes
     smoker = rng.random(n) < 0.15  # *assumption*
     cell_source = rng.choice(
         ["bone_marrow", "adipose", "umbilical_cord"], size=n, p=[0.45, 0.45, 0.10]
     )  # *assumption*: mix reported across the 7 RCTs of Bone Joint Res 2020;9:719
-    donor = np.where(cell_source == "umbilical_cord", "allogeneic", "autologous")
-    cell_dose = np.clip(rng.lognormal(np.log(40.0), 0.7, n), 1, 500).round(1)  # 10-100M typical
-    injections = rng.choice([1, 2, 3], size=n, p=[0.60, 0.25, 0.15])  # *assumption*
-    prp = rng.random(n) < 0.30  # *assumption*
-    rehab = rng.random(n) < 0.50  # *assumption*
-    # Protocol exclusions are rare among treated patients (*assumption*).
-    avascular_necrosis = rng.random(n) < 0.01
-    active_infection = rng.random(n) < 0.005
-    immune_disorder = rng.random(n) < 0.03
+    return {
+        "symptom_years": symptom_years,
+        "activity_level": activity,
+        "diabetes": diabetes,
+        "smoker": smoker,
+        "cell_source": cell_source,
+        "donor": np.where(cell_source == "umbilical_cord", "allogeneic", "autologous"),
+        # 10-100 million cells typical
+        "cell_dose_millions": np.clip(rng.lognormal(np.log(40.0), 0.7, n), 1, 500).round(1),
+        "injections": rng.choice([1, 2, 3], size=n, p=[0.60, 0.25, 0.15]).astype(float),
+        "prp": rng.random(n) < 0.30,  # *assumption*
+        "rehab": rng.random(n) < 0.50,  # *assumption*
+        # Protocol exclusions are rare among treated patients (*assumption*).
+        "avascular_necrosis": rng.random(n) < 0.01,
+        "active_infection": rng.random(n) < 0.005,
+        "immune_disorder": rng.random(n) < 0.03,
+    }
 
-    # 12-month change, written as improvement (positive = better):
-    # usual-care response about 10 points; MSC adds about 7 relative to control
-    # (Bone Joint Res 2020;9:719, meta-analysis of 7 RCTs), scaled with baseline severity
-    # (0.24 x baseline, i.e. 7.2 at the mean baseline of 30); regression to the mean
-    # 0.2 x (baseline - 30).
+
+def _mean_improvement(
+    columns: dict[str, np.ndarray], total_0: np.ndarray, fig: CohortFigures
+) -> np.ndarray:
+    """The expected 12-month improvement (positive = better) before the scale's floor.
+
+    Usual-care response about 10 points; MSC adds about 7 relative to control (Bone Joint Res
+    2020;9:719, meta-analysis of 7 RCTs), scaled with baseline severity (0.24 x baseline, i.e.
+    7.2 at the mean baseline of 30); regression to the mean 0.2 x (baseline - 30).
+    """
     usual_care = fig.usual_care + fig.regression_to_mean * (total_0 - fig.baseline_mean)
     msc = fig.msc_per_baseline_point * total_0
-    msc = np.where(kl == 4, fig.msc_kl4_factor * msc, msc)  # KL 4 halves the MSC effect
-    msc = np.where(hip, fig.msc_hip_factor * msc, msc)  # hip response 0.8 x knee
-    msc = msc - fig.msc_per_bmi_point * np.maximum(
-        bmi - fig.msc_bmi_pivot, 0.0
-    )  # 0.2 points less per kg/m2 of BMI above 29
+    msc = np.where(columns["kl_grade"] == 4, fig.msc_kl4_factor * msc, msc)  # KL 4 halves it
+    msc = np.where(columns["joint"] == "hip", fig.msc_hip_factor * msc, msc)  # hip 0.8 x knee
+    # 0.2 points less per kg/m2 of BMI above 29.
+    msc = msc - fig.msc_per_bmi_point * np.maximum(columns["bmi"] - fig.msc_bmi_pivot, 0.0)
     # Modifiers; sex has none.
     msc = (
         msc
-        + fig.msc_repeated_injections * (injections > 1)
-        + fig.msc_prp * prp
-        + fig.msc_rehab * rehab
+        + fig.msc_repeated_injections * (columns["injections"] > 1)
+        + fig.msc_prp * columns["prp"]
+        + fig.msc_rehab * columns["rehab"]
     )
-    mean_improvement = usual_care + msc
+    return np.asarray(usual_care + msc)
 
-    # Observed: 12-month total = baseline - improvement - noise, on the 0-96 scale.
-    # Residual SD about 11 points (DESIGN.md). The oracle is the exact expectation of the
-    # clipped outcome, so it is the best prediction possible, floor effect included.
-    noise = rng.normal(0.0, cfg.residual_sd, n)
-    total_12 = np.clip(total_0 - mean_improvement - noise, 0, WOMAC_TOTAL_MAX)
-    oracle = total_0 - _expected_clipped(total_0 - mean_improvement, cfg.residual_sd)
 
-    shares_12 = rng.dirichlet(_SUBSCALE_SHARE * 60, size=n)
-    subscales_12 = np.minimum(np.round(total_12[:, None] * shares_12), _SUBSCALE_MAX)
-
-    cohort = pd.DataFrame(
-        {
-            "patient_id": [f"SIM-{seed % 100000:05d}-{i:06d}" for i in range(n)],
-            "age": age,
-            "sex": np.where(female, "female", "male"),
-            "bmi": bmi,
-            "joint": np.where(hip, "hip", "knee"),
-            "kl_grade": kl.astype(float),
-            **{name: subscales_0[:, i] for i, name in enumerate(BASELINE_SUBSCALES)},
-            "symptom_years": symptom_years,
-            "activity_level": activity,
-            "diabetes": diabetes,
-            "smoker": smoker,
-            "cell_source": cell_source,
-            "donor": donor,
-            "cell_dose_millions": cell_dose,
-            "injections": injections.astype(float),
-            "prp": prp,
-            "rehab": rehab,
-            "avascular_necrosis": avascular_necrosis,
-            "active_infection": active_infection,
-            "immune_disorder": immune_disorder,
-            **{name: subscales_12[:, i] for i, name in enumerate(FOLLOW_UP_SUBSCALES)},
-        }
-    )
-    cohort = cohort.astype({c: object for c in cohort.columns if cohort[c].dtype == bool})
-
+def _blank_as_exported(
+    cohort: pd.DataFrame,
+    rng: np.random.Generator,
+    improvement: np.ndarray,
+    cfg: SimulationSettings,
+) -> None:
+    """Blank what an export lacks: follow-up of the lost, some KL grades, optional fields."""
     # Lost to follow-up: 12% overall, more likely among non-improvers (*assumption* on the
     # strength: odds x1.6 per SD less improvement).
-    improvement = total_0 - total_12
     z = -(improvement - improvement.mean()) / improvement.std()
-    lost = rng.random(n) < _logistic_with_mean(fig.lost_logit_per_sd * z, cfg.lost_to_follow_up)
+    lost = rng.random(len(cohort)) < _logistic_with_mean(
+        COHORT_FIGURES.lost_logit_per_sd * z, cfg.lost_to_follow_up
+    )
     cohort.loc[lost, list(FOLLOW_UP_SUBSCALES)] = np.nan
 
-    cohort.loc[rng.random(n) < cfg.kl_missing, "kl_grade"] = np.nan
+    cohort.loc[rng.random(len(cohort)) < cfg.kl_missing, "kl_grade"] = np.nan
     optional = [f.name for f in FIELDS if not f.required and f.name in cohort.columns]
     optional = [name for name in optional if name not in FOLLOW_UP_SUBSCALES]
     for name in optional:
-        cohort.loc[rng.random(n) < cfg.optional_missing, name] = np.nan
-
-    return cohort, pd.Series(oracle, index=cohort.index, name=ORACLE)
+        cohort.loc[rng.random(len(cohort)) < cfg.optional_missing, name] = np.nan
 
 
 def _expected_clipped(mean: np.ndarray, sd: float) -> np.ndarray:
