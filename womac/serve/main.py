@@ -6,8 +6,8 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager, suppress
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any
 
 from fastapi import Depends, FastAPI, Request, status
@@ -41,36 +41,12 @@ def remember_hangup(signum: int, frame: Any) -> None:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; ``uvicorn serve.main:create_app --factory`` runs it."""
     settings = settings or get_settings()
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        # Start the registry lookup first: it runs in a child process while this one
-        # imports the scoring stack (scikit-learn, skops, LightGBM) below.
-        lookup = ChampionLookup(settings)
-        loop = asyncio.get_running_loop()
-        with suppress(NotImplementedError, RuntimeError, ValueError):
-            # `kill -HUP <pid>` picks up a moved champion alias without a restart. Installed
-            # before the model loads; one that came even earlier (`womac serve` catches it
-            # from its first moment, see HANGUP_BEFORE_START) is honoured once loading ends.
-            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_model(app)))
-        from womac.serve.model import ModelUnavailableError, load_champion
-
-        try:
-            app.state.model = load_champion(settings, lookup)
-        except ModelUnavailableError as problem:
-            logger.error("serving without a model: %s", problem)
-            app.state.model_problem = str(problem)
-        if HANGUP_BEFORE_START.is_set():
-            HANGUP_BEFORE_START.clear()
-            app.state.startup_reload = loop.create_task(reload_model(app))
-        yield
-
     key_required = settings.api_key is not None
     app = FastAPI(
         title="womac",
         summary="Expected 12-month WOMAC improvement after MSC therapy, explained.",
         version="0.1.0",
-        lifespan=lifespan,
+        lifespan=_lifespan(settings),
         # With a key, nothing but the page and /health is open, the API description included.
         # /docs is ours (below): Swagger UI from the app's own assets, not a CDN.
         docs_url=None,
@@ -98,6 +74,41 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     if not key_required:
         _serve_docs(app)
+    _include_api(app, key_required)
+    return app
+
+
+def _lifespan(settings: Settings) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start-up: the champion loaded once (a SIGHUP reloads it, from the first moment)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Start the registry lookup first: it runs in a child process while this one
+        # imports the scoring stack (scikit-learn, skops, LightGBM) below.
+        lookup = ChampionLookup(settings)
+        loop = asyncio.get_running_loop()
+        with suppress(NotImplementedError, RuntimeError, ValueError):
+            # `kill -HUP <pid>` picks up a moved champion alias without a restart. Installed
+            # before the model loads; one that came even earlier (`womac serve` catches it
+            # from its first moment, see HANGUP_BEFORE_START) is honoured once loading ends.
+            loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload_model(app)))
+        from womac.serve.model import ModelUnavailableError, load_champion
+
+        try:
+            app.state.model = load_champion(settings, lookup)
+        except ModelUnavailableError as problem:
+            logger.error("serving without a model: %s", problem)
+            app.state.model_problem = str(problem)
+        if HANGUP_BEFORE_START.is_set():
+            HANGUP_BEFORE_START.clear()
+            app.state.startup_reload = loop.create_task(reload_model(app))
+        yield
+
+    return lifespan
+
+
+def _include_api(app: FastAPI, key_required: bool) -> None:
+    """The model, prediction and admin routes, behind the key when one is set."""
     # Without a key the routes are open, and the API description must not claim otherwise.
     protected = [Depends(require_api_key)] if key_required else []
     refusals: dict[int | str, dict[str, Any]] = {
@@ -119,8 +130,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         @app.get("/openapi.json", include_in_schema=False, dependencies=protected)
         async def openapi() -> JSONResponse:
             return JSONResponse(app.openapi())
-
-    return app
 
 
 SWAGGER_ASSETS = "/docs/assets"  # one of logs.ASSET_PREFIXES
