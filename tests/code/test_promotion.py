@@ -1,6 +1,6 @@
-"""Promotion gates (models.gates, pipeline.train._decide_promotion) on held-out figures made
-up to sit on either side of each gate, and the gates' sampling behaviour: a sound model is
-refused about as rarely as the settings say, a bad one nearly always."""
+"""Promotion gates (models.gates, pipeline.registration.decide_promotion) on held-out figures
+made up to sit on either side of each gate, and the gates' sampling behaviour: a sound model
+is refused about as rarely as the settings say, a bad one nearly always."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from mlflow.exceptions import MlflowException
 from womac.data.settings import Settings
 from womac.models.evaluation import Evaluation
 from womac.models.gates import coverage_gate, slope_gate
-from womac.pipeline.train import Promotion, _decide_promotion
+from womac.pipeline.registration import Promotion, decide_promotion
 
 ALPHA = 0.01
 
@@ -50,7 +50,7 @@ def held_out(
 
 def decide(evaluation: Evaluation, **settings: Any) -> Promotion:
     configured = Settings(_env_file=None, **settings)  # type: ignore[call-arg]
-    return _decide_promotion(EmptyRegistry(), configured, None, evaluation, None, "")  # type: ignore[arg-type]
+    return decide_promotion(EmptyRegistry(), configured, None, evaluation, None, "")  # type: ignore[arg-type]
 
 
 def test_first_model_passing_every_gate_is_promoted_with_each_gate_named() -> None:

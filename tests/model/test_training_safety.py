@@ -87,7 +87,7 @@ def test_an_interrupt_during_registration_undoes_it(
     # Force promotion of the new version, so the alias would move too.
     monkeypatch.setattr(
         training,
-        "_decide_promotion",
+        "decide_promotion",
         lambda *a, **k: training.Promotion(True, "forced for the test"),
     )
     with pytest.raises(KeyboardInterrupt, match="SIGTERM"):

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-# Tags on a model version, written by training (womac.pipeline.train) and by `womac promote`.
+# Tags on a model version, written by training (womac.pipeline.registration) and by
+# `womac promote`.
 PROMOTION_TAG = "promotion"
 PROMOTION_REASON_TAG = "promotion_reason"
 RUN_ID_TAG = "run_id"
