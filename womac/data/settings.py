@@ -13,6 +13,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from womac.data import defaults
 from womac.data.contract import ELIGIBILITY_FLAGS
 
 MAX_BATCH_CEILING = 5000
@@ -90,18 +91,21 @@ class Settings(BaseSettings):
     )
 
     excluded_kl_grades: list[int] = Field(
-        default=[4], description="Protocol: KL grades excluded from MSC therapy."
+        default=list(defaults.EXCLUDED_KL_GRADES),
+        description="Protocol: KL grades excluded from MSC therapy.",
     )
     exclusion_flags: list[str] = Field(
-        default=["avascular_necrosis", "active_infection", "immune_disorder"],
+        default=list(defaults.EXCLUSION_FLAGS),
         description="Protocol: conditions that exclude a patient.",
     )
 
     responder_min_points: float = Field(
-        default=9.0, description="Clinically important improvement: at least this many points."
+        default=defaults.RESPONDER_MIN_POINTS,
+        description="Clinically important improvement: at least this many points.",
     )
     responder_min_fraction: float = Field(
-        default=0.2, description="... and at least this fraction of the baseline total."
+        default=defaults.RESPONDER_MIN_FRACTION,
+        description="... and at least this fraction of the baseline total.",
     )
 
     host: str = "127.0.0.1"

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from womac.data import defaults
 from womac.data.contract import FIELD_BY_NAME
 
 
@@ -17,22 +18,12 @@ from womac.data.contract import FIELD_BY_NAME
 class Protocol:
     """Who the clinic's protocol excludes from MSC therapy.
 
-    Defaults: the settings' own (Kellgren-Lawrence grade 4, avascular necrosis, active
-    infection and immune disorder; DESIGN.md), so a clinic changes them in one place.
+    Defaults: :mod:`womac.data.defaults` (Kellgren-Lawrence grade 4, avascular necrosis,
+    active infection and immune disorder; DESIGN.md), which the settings expose.
     """
 
-    excluded_kl_grades: tuple[int, ...] = field(
-        default_factory=lambda: tuple(_setting_default("excluded_kl_grades"))
-    )
-    exclusion_flags: tuple[str, ...] = field(
-        default_factory=lambda: tuple(_setting_default("exclusion_flags"))
-    )
-
-
-def _setting_default(name: str) -> Any:
-    from womac.data.settings import Settings
-
-    return Settings.model_fields[name].default
+    excluded_kl_grades: tuple[int, ...] = defaults.EXCLUDED_KL_GRADES
+    exclusion_flags: tuple[str, ...] = defaults.EXCLUSION_FLAGS
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.covariance import LedoitWolf
 from sklearn.linear_model import LogisticRegression
 
+from womac.data import defaults
 from womac.data.contract import WOMAC_TOTAL_MAX
 from womac.models.blend import member_predict
 
@@ -103,8 +104,8 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         regressor: Any = None,
         difficulty: Any = None,
         level: float = 0.8,
-        responder_min_points: float = 9.0,
-        responder_min_fraction: float = 0.2,
+        responder_min_points: float = defaults.RESPONDER_MIN_POINTS,
+        responder_min_fraction: float = defaults.RESPONDER_MIN_FRACTION,
     ) -> None:
         self.regressor = regressor
         self.difficulty = difficulty

@@ -8,12 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
 from pydantic_core import PydanticCustomError
 
+from womac.data import defaults
 from womac.data.contract import FIELDS, Kind, PatientField, Role
-from womac.data.settings import MAX_BATCH_CEILING, Settings
+from womac.data.settings import MAX_BATCH_CEILING
 from womac.serve.bodies import MAX_PROBLEMS
-
-_RESPONDER_POINTS = Settings.model_fields["responder_min_points"].default
-_RESPONDER_FRACTION = Settings.model_fields["responder_min_fraction"].default
 
 
 def _json_number(value: Any) -> Any:
@@ -123,7 +121,8 @@ class Prediction(BaseModel):
         ge=0,
         le=1,
         description="Chance of a clinically important improvement: by default at least "
-        f"{_RESPONDER_POINTS:g} points and at least {_RESPONDER_FRACTION:.0%} of the baseline "
+        f"{defaults.RESPONDER_MIN_POINTS:g} points and at least "
+        f"{defaults.RESPONDER_MIN_FRACTION:.0%} of the baseline "
         "total (the thresholds are set at training; GET /v1/model names the serving model's).",
     )
     eligibility: Eligibility
