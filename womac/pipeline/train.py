@@ -39,7 +39,7 @@ from womac.models.metrics import regression_metrics
 from womac.models.selection import Choice, Folds, Tuned, blend, choose, tune
 from womac.models.split import Sides, group_folds, split_patients, tuning_rows
 from womac.models.store import REPORT_ARTIFACT, connect, create_store, log_model
-from womac.models.tracking import check_shared_experiment, check_store, is_server
+from womac.models.tracking import check_shared_experiment, check_store, is_server, sqlite_file
 from womac.pipeline.files import atomic_write_csv
 from womac.pipeline.provenance import version_description
 from womac.pipeline.registration import Promotion, decide_promotion, register
@@ -158,9 +158,9 @@ def _train(
 def _being_written(data: Path | None, settings: Settings) -> list[Path]:
     """Files this training may create, whose temporary leftovers it may clean."""
     writing = list(_default_cohort_paths(settings)) if data is None else []
-    uri = settings.resolved_tracking_uri()
-    if uri.startswith("sqlite:///"):
-        writing.append(Path(uri.removeprefix("sqlite:///")))  # a store being created
+    database = sqlite_file(settings.resolved_tracking_uri())
+    if database is not None:
+        writing.append(database)  # a store being created
     return writing
 
 
@@ -325,7 +325,7 @@ def _track_and_register(
         clean_store(
             client,
             settings,
-            store_locked=settings.resolved_tracking_uri().startswith("sqlite:///"),
+            store_locked=sqlite_file(settings.resolved_tracking_uri()) is not None,
             by="womac train",
         )
     )
