@@ -186,7 +186,7 @@ def _problem(issue: ErrorDetails, within: Location) -> dict[str, Any]:
         return _body_problem(_json_message(issue["msg"]))
     location = (*within, *issue["loc"])
     return {
-        "field": ".".join(str(part) for part in location if part != "body") or "body",
+        "field": _dotted(location),
         "loc": list(location),
         "msg": issue["msg"],
         "type": issue["type"],
@@ -196,7 +196,7 @@ def _problem(issue: ErrorDetails, within: Location) -> dict[str, Any]:
 def _unknown_keys(within: Location, count: int) -> dict[str, Any]:
     # The keys themselves are not named: a key can hold anything a client typed.
     return {
-        "field": ".".join(str(part) for part in within if part != "body") or "body",
+        "field": _dotted(within),
         "loc": list(within),
         "msg": f"{count} unknown field{'s' if count != 1 else ''}: only the contract's "
         "fields are accepted (see /openapi.json)",
@@ -228,6 +228,11 @@ def request_body(model: type[BaseModel]) -> dict[str, Any]:
     """The ``openapi_extra`` of a route whose body :func:`body_of` reads."""
     schema = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"requestBody": {"content": {"application/json": {"schema": schema}}, "required": True}}
+
+
+def _dotted(location: Location) -> str:
+    """A location as the field's dotted path (``patients.0.age``); the body itself as ``body``."""
+    return ".".join(str(part) for part in location if part != "body") or "body"
 
 
 def _is_json(content_type: str) -> bool:
