@@ -48,11 +48,11 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import FIELD_BY_NAME, PREDICTOR_NAMES, Kind
-from womac.data.settings import Settings
 from womac.models.evaluation import responder_metrics
 from womac.models.scoring import Scorer
 from womac.models.uncertainty import responder_threshold
 from womac.pipeline.train import train
+from womac.settings import Settings
 
 FRESH_PATIENTS = 20_000
 MIN_GROUP = 200

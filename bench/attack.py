@@ -45,7 +45,7 @@ from common import PATIENT, print_table, server, womac, write_result
 from soak import store_env
 
 from womac.data.contract import FIELDS, Kind, Role
-from womac.data.settings import MAX_BATCH_CEILING, Settings
+from womac.settings import MAX_BATCH_CEILING, Settings
 
 # The service's own defaults, pinned for the server the cases are written against.
 BODY_LIMIT: int = Settings.model_fields["max_body_bytes"].default

@@ -35,11 +35,11 @@ def main() -> None:
 
     from pydantic_core import to_json
 
-    from womac.data.settings import Settings
     from womac.models.compiled import CompiledPatient
     from womac.models.explain import Attributor
     from womac.serve.model import load_champion
     from womac.serve.schemas import PatientRequest
+    from womac.settings import Settings
 
     model = load_champion(Settings())
     pipeline = model.pipeline

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from womac.data.settings import Settings
+from womac.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

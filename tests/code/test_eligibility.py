@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from womac.data.cohort import patients_frame
 from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
-from womac.data.settings import Settings
 from womac.models.eligibility import Protocol, assess, protocol_from
+from womac.settings import Settings
 
 FLAGS = [flag.name for flag in ELIGIBILITY_FLAGS]
 CLEAR = dict.fromkeys(FLAGS, False)

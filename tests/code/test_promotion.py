@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from mlflow.exceptions import MlflowException
 
-from womac.data.settings import Settings
 from womac.models.evaluation import Evaluation
 from womac.models.gates import coverage_gate, slope_gate
 from womac.pipeline.registration import Promotion, decide_promotion
+from womac.settings import Settings
 
 ALPHA = 0.01
 

@@ -24,7 +24,6 @@ from womac.data import simulate
 from womac.data.cohort import Cohort, read_cohort, womac_total
 from womac.data.contract import ELIGIBILITY_FLAGS, PREDICTORS
 from womac.data.report import summarise
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.models.candidates import CANDIDATES
 from womac.models.evaluation import (
@@ -44,6 +43,7 @@ from womac.pipeline.plots import (
 )
 from womac.pipeline.report import ReportContext, render_report
 from womac.pipeline.train import CandidateResult
+from womac.settings import Settings
 
 PROMOTION_REASON = (
     "calibration slope 1.04 within 0.8-1.25; 80% interval covers 79.2% of held-out patients "

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from womac.data.settings import Settings
+from womac.settings import Settings
 
 
 @pytest.fixture(autouse=True)

@@ -14,8 +14,8 @@ import pytest
 
 from womac.data.cohort import Cohort, model_input, read_cohort
 from womac.data.contract import FOLLOW_UP_SUBSCALES
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
+from womac.settings import Settings
 
 # A seed no training in this suite uses: these patients are new to every model.
 FRESH_SEED = 987654

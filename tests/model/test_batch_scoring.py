@@ -15,7 +15,6 @@ import pytest
 from tests.conftest import settings_env, womac_command
 from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES, as_request
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.features.encoding import frame_columns
 from womac.models.eligibility import protocol_from
@@ -23,6 +22,7 @@ from womac.models.explain import explain
 from womac.models.scoring import Scorer
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort
 from womac.serve.model import load_champion
+from womac.settings import Settings
 
 from .conftest import FRESH_SEED
 

@@ -29,7 +29,6 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from tests.conftest import registry_client, run_womac, settings_env, store_settings, womac_command
-from womac.data.settings import Settings, get_settings
 from womac.data.simulate import simulate_cohort
 from womac.models.leftovers import (
     PID_TAG,
@@ -43,6 +42,7 @@ from womac.models.leftovers import (
 from womac.models.registry import Command, no_champion_message, registered_versions
 from womac.models.store import create_store
 from womac.pipeline.cli import app
+from womac.settings import Settings, get_settings
 
 NAME = "womac-improvement"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import registry_client, settings_env, store_settings, womac_command
-from womac.data.settings import Settings
+from womac.settings import Settings
 
 UNSHARE = shutil.which("unshare")
 

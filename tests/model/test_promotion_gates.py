@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import registry_client, settings_env, store_settings
-from womac.data.settings import get_settings
 from womac.data.simulate import simulate_cohort
 from womac.models.store import champion_version
 from womac.pipeline.cli import app
 from womac.serve.model import ModelUnavailableError, load_champion
+from womac.settings import get_settings
 
 MODEL_NAME = "womac-improvement"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

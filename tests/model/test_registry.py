@@ -13,12 +13,12 @@ from mlflow import MlflowClient
 from tests.conftest import registry_client, store_settings
 from womac.data.cohort import CohortError, model_input, read_cohort
 from womac.data.contract import FIELDS, PREDICTOR_NAMES, Role
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.models.explain import explain
 from womac.models.store import connect, load_pipeline
 from womac.pipeline.train import train
 from womac.serve.model import load_champion
+from womac.settings import Settings
 
 MODEL_NAME = "womac-improvement"
 SMALL = 600

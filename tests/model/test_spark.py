@@ -21,11 +21,11 @@ import pytest
 
 from womac.data.cohort import CohortError
 from womac.data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Role
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.models.eligibility import protocol_from
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, BatchSummary, score_cohort, score_columns
+from womac.settings import Settings
 
 from .conftest import FRESH_SEED
 

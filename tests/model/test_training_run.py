@@ -13,13 +13,13 @@ import pytest
 from mlflow import MlflowClient
 
 from womac.data.contract import FIELDS
-from womac.data.settings import Settings
 from womac.features.encoding import frame_columns
 from womac.models.candidates import BLEND, CANDIDATES, COMPARATOR
 from womac.models.evaluation import SUBGROUPS
 from womac.models.explain import explain
 from womac.models.scoring import ANSWER_COLUMNS, Scorer
 from womac.models.store import REPORT_ARTIFACT, connect, load_pipeline
+from womac.settings import Settings
 
 MODEL_NAME = "womac-improvement"
 CHAMPION_URI = f"models:/{MODEL_NAME}@champion"

@@ -19,10 +19,10 @@ from mlflow import MlflowClient
 
 from tests.conftest import registry_client, settings_env, store_settings, womac_command
 from womac.data.cohort import model_input, read_cohort
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.models import store
 from womac.pipeline import train as training
+from womac.settings import Settings
 
 MODEL = "womac-improvement"
 SMALL = 800

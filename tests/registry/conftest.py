@@ -23,8 +23,8 @@ import pytest
 
 from tests.conftest import free_port
 from womac.data.contract import FOLLOW_UP_SUBSCALES
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
+from womac.settings import Settings
 
 CHAMPION = "models:/womac-improvement@champion"
 PROJECT = Path(__file__).resolve().parents[2]

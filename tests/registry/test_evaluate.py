@@ -17,10 +17,10 @@ import pytest
 
 from womac.data.cohort import womac_improvement
 from womac.data.contract import FOLLOW_UP_SUBSCALES, TARGET
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.models.metrics import regression_metrics
 from womac.models.store import connect
+from womac.settings import Settings
 
 from .conftest import CHAMPION
 

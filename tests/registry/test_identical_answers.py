@@ -21,13 +21,13 @@ from fastapi.testclient import TestClient
 
 from womac.data.cohort import read_cohort
 from womac.data.contract import PREDICTOR_NAMES, as_request
-from womac.data.settings import Settings
 from womac.models.eligibility import protocol_from
 from womac.models.scoring import ANSWER_COLUMNS
 from womac.models.store import connect
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort
 from womac.serve.main import create_app
+from womac.settings import Settings
 
 from .conftest import CHAMPION, read_export
 

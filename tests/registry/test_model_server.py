@@ -19,7 +19,7 @@ import pytest
 
 from tests.conftest import free_port, running_server
 from womac.data.contract import PREDICTOR_NAMES, as_request
-from womac.data.settings import Settings
+from womac.settings import Settings
 
 from .conftest import BIN, CHAMPION, clean_env, read_export, wait_for
 

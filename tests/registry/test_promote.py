@@ -22,7 +22,6 @@ from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from tests.conftest import registry_client, settings_env, store_settings
-from womac.data.settings import Settings, get_settings
 from womac.data.simulate import simulate_cohort
 from womac.models.registry import (
     Command,
@@ -32,6 +31,7 @@ from womac.models.registry import (
 from womac.models.store import champion_version
 from womac.pipeline.cli import app
 from womac.serve.main import create_app
+from womac.settings import Settings, get_settings
 
 NAME = "womac-improvement"
 ALIAS = "champion"

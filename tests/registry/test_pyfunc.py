@@ -20,10 +20,10 @@ from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
 from womac.data.contract import FIELDS, PREDICTOR_NAMES, Role
-from womac.data.settings import Settings
 from womac.models.eligibility import protocol_from
 from womac.models.scoring import ANSWER_COLUMNS, CONTRIBUTION, Scorer
 from womac.models.store import connect
+from womac.settings import Settings
 
 from .conftest import CHAMPION, PROJECT, CleanPython, read_export
 

@@ -24,12 +24,12 @@ import pandas as pd
 import pytest
 
 from tests.conftest import free_port, settings_env, womac_command
-from womac.data.settings import Settings
 from womac.models.eligibility import protocol_from
 from womac.models.scoring import ANSWER_COLUMNS
 from womac.models.store import connect
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort, score_columns
+from womac.settings import Settings
 
 from .conftest import CHAMPION, read_export, wait_for
 

@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from womac.data.contract import as_request
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.serve.main import create_app
+from womac.settings import Settings
 
 PATIENT_SEED = 424242  # never used for training
 

@@ -17,8 +17,8 @@ from pydantic import SecretStr
 
 from tests.conftest import free_port, run_womac, settings_env, store_settings, womac_command
 from womac.data.contract import FIELD_BY_NAME
-from womac.data.settings import Settings
 from womac.serve.main import create_app
+from womac.settings import Settings
 
 KEY = "clinic-key-5d0b8e2a9f4c41e7b3a6d1c8e0f2a4b6"
 OPEN_PATHS = ("/health", "/", "/static/page.js", "/static/page.css")

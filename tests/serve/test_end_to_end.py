@@ -21,7 +21,7 @@ from tests.conftest import (
     store_settings,
 )
 from womac.data.contract import PREDICTOR_NAMES, as_request
-from womac.data.settings import Settings
+from womac.settings import Settings
 
 from .conftest import (
     assert_answer_shape,

@@ -22,8 +22,8 @@ import pytest
 from tests.conftest import Server, registry_client, serving, store_settings
 from womac.data.cohort import model_input, patients_frame
 from womac.data.contract import PREDICTOR_NAMES
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
+from womac.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

@@ -19,8 +19,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 
 from tests.conftest import store_settings
-from womac.data.settings import Settings
 from womac.serve.main import create_app
+from womac.settings import Settings
 
 # Bounded so the file takes well under a minute on two cores; a failure prints the request
 # that reproduces it.

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import running_server
 from womac.data.contract import FIELD_BY_NAME, FIELDS, Role
-from womac.data.settings import Settings
+from womac.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

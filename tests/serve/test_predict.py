@@ -13,8 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from womac.data.contract import FIELD_BY_NAME, PREDICTOR_NAMES
-from womac.data.settings import Settings
 from womac.serve.main import create_app
+from womac.settings import Settings
 
 PREDICT = "/v1/predict"
 

@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import run_womac, serving, settings_env, store_settings
-from womac.data.settings import Settings
+from womac.settings import Settings
 
 pytestmark = pytest.mark.e2e
 

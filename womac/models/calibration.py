@@ -13,11 +13,11 @@ from sklearn.pipeline import Pipeline
 
 from womac.data.cohort import model_input, womac_total
 from womac.data.contract import FIELD_BY_NAME, Kind
-from womac.data.settings import Settings
 from womac.features.encoding import UNKNOWN, field_of
 from womac.models.selection import Folds
 from womac.models.split import group_folds, tuning_rows
 from womac.models.uncertainty import OutcomeModel, difficulty_model
+from womac.settings import Settings
 
 
 def domain_columns(names: list[str]) -> list[int]:

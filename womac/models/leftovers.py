@@ -51,7 +51,7 @@ from womac.models.registry import (
 )
 
 if TYPE_CHECKING:
-    from womac.data.settings import Settings
+    from womac.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from womac.data.settings import Settings
 from womac.models.selection import Folds
+from womac.settings import Settings
 
 # Offset of the seed that samples the tuning patients from the one that splits off the
 # held-out patients, so that the two samples are not the same permutation.

@@ -18,9 +18,9 @@ from rich.table import Table
 from womac.pipeline.detail import Detail
 
 if TYPE_CHECKING:
-    from womac.data.settings import Settings
     from womac.models.leftovers import Leftover
     from womac.pipeline.train import TrainingResult
+    from womac.settings import Settings
 
 app = typer.Typer(
     name="womac",
@@ -68,7 +68,7 @@ def _settings() -> Settings:
     (never its value: it could be a key or a password)."""
     from pydantic import ValidationError
 
-    from womac.data.settings import get_settings
+    from womac.settings import get_settings
 
     try:
         return get_settings()

@@ -11,7 +11,6 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from womac.data.settings import Settings
 from womac.models.evaluation import Evaluation
 from womac.models.gates import coverage_gate, slope_gate
 from womac.models.registry import (
@@ -25,6 +24,7 @@ from womac.models.split import Sides
 from womac.models.store import champion_version, load_pipeline
 from womac.pipeline.provenance import MODEL_DESCRIPTION
 from womac.pipeline.safety import checkpoint, interrupt_pending
+from womac.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 from womac.models.tracking import sqlite_file
 
 if TYPE_CHECKING:
-    from womac.data.settings import Settings
     from womac.models.leftovers import Leftover
+    from womac.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -72,13 +72,13 @@ from womac.data.cohort import (
     parse_column,
 )
 from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind, Role
-from womac.data.settings import DEFAULT_SPARK_MASTER
 from womac.models.eligibility import Protocol
 from womac.models.leftovers import temporary_prefix
 from womac.models.scoring import Scorer
 from womac.models.store import connect, download_skops, loads_skops
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import BatchSummary, score_columns, score_frame
+from womac.settings import DEFAULT_SPARK_MASTER
 
 if TYPE_CHECKING:
     import pyarrow as pa

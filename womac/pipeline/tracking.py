@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 
 from womac.data.contract import OUTCOMES, PREDICTOR_NAMES
-from womac.data.settings import Settings
 from womac.data.simulate import simulate_cohort
 from womac.models.candidates import COMPARATOR
 from womac.models.leftovers import process_tags
@@ -28,6 +27,7 @@ from womac.pipeline.plots import (
 )
 from womac.pipeline.provenance import environment, log_datasets, source_tags
 from womac.pipeline.results import Trained
+from womac.settings import Settings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -84,7 +84,7 @@ def log_training(
     _log_selection(trained, settings, n_served=len(sides.y_fit) + len(sides.y_test))
     log_datasets(trained.cohort.source, sides.x_fit, sides.x_test, sides.y_fit, sides.y_test)
     on_step("Drawing plots and SHAP summary")
-    figures = _figures(trained)
+    figures = _figures(trained, settings.seed)
     for name, figure in figures.items():
         mlflow.log_figure(figure, f"plots/{name}.png")
     return figures
@@ -174,10 +174,11 @@ def _run_metrics(trained: Trained) -> dict[str, float]:
     return metrics
 
 
-def _figures(trained: Trained) -> dict[str, Figure]:
+def _figures(trained: Trained, seed: int) -> dict[str, Figure]:
+    """The run's plots of held-out patients (a sample of them, drawn with the run's seed)."""
     x_test, y_test = trained.sides.x_test, trained.sides.y_test
     if len(y_test) > PLOTTED_PATIENTS:  # a plot of more points shows nothing more
-        shown = np.random.default_rng(0).choice(len(y_test), PLOTTED_PATIENTS, replace=False)
+        shown = np.random.default_rng(seed).choice(len(y_test), PLOTTED_PATIENTS, replace=False)
         x_test, y_test = x_test.iloc[shown], y_test[shown]
     explanation = Scorer(trained.evaluated).explain(x_test)
     predicted = explanation.values.sum(axis=1) + explanation.base_values

@@ -28,7 +28,6 @@ import pandas as pd
 from womac.data.cohort import model_input, read_cohort, womac_total
 from womac.data.contract import WOMAC_TOTAL_MAX
 from womac.data.report import summarise
-from womac.data.settings import Settings
 from womac.data.simulate import ORACLE, simulate_cohort
 from womac.models.calibration import calibrate, fit, refit_on_all
 from womac.models.candidates import BLEND_DESCRIPTION, CANDIDATES, LINEAR, TREES
@@ -53,6 +52,7 @@ from womac.pipeline.safety import (
     store_lock,
 )
 from womac.pipeline.tracking import experiment, input_example, log_training, training_run
+from womac.settings import Settings
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -13,9 +13,9 @@ import subprocess
 import sys
 from typing import Any
 
-from womac.data.settings import Settings
 from womac.models.registry import Command, train_advice
 from womac.models.tracking import sqlite_file
+from womac.settings import Settings
 
 LOOKUP_TIMEOUT_S = 120.0
 

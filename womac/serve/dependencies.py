@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from fastapi import Depends, HTTPException, Request, Security, status
 from fastapi.security import APIKeyHeader
 
-from womac.data.settings import Settings
+from womac.settings import Settings
 
 if TYPE_CHECKING:
     from womac.serve.model import ServedModel

@@ -16,7 +16,6 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from womac.data.settings import Settings, get_settings
 from womac.serve.bodies import RefusedBodyError, problems, publish
 from womac.serve.champion import ChampionLookup
 from womac.serve.dependencies import require_api_key
@@ -26,6 +25,7 @@ from womac.serve.reloading import reload_model
 from womac.serve.routes import admin, health, model, page, predict
 from womac.serve.routes.page import STATIC_DIR
 from womac.serve.schemas import BatchRequest, ErrorMessage, PatientRequest
+from womac.settings import Settings, get_settings
 
 logger = logging.getLogger("womac.serve")
 

@@ -6,11 +6,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from womac.data.settings import Settings
 from womac.models.eligibility import Protocol, protocol_from
 from womac.models.scoring import Scorer
 from womac.models.store import load_skops, prepare_loading
 from womac.serve.champion import ChampionLookup
+from womac.settings import Settings
 
 logger = logging.getLogger(__name__)
 

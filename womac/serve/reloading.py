@@ -9,8 +9,8 @@ from typing import Any
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
-from womac.data.settings import Settings
 from womac.serve.champion import ChampionLookup
+from womac.settings import Settings
 
 logger = logging.getLogger("womac.serve")
 

@@ -10,8 +10,8 @@ from pydantic_core import PydanticCustomError
 
 from womac.data import defaults
 from womac.data.contract import FIELDS, Kind, PatientField, Role
-from womac.data.settings import MAX_BATCH_CEILING
 from womac.serve.bodies import MAX_PROBLEMS
+from womac.settings import MAX_BATCH_CEILING
 
 
 def _json_number(value: Any) -> Any:

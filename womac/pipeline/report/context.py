@@ -9,8 +9,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from womac.data.report import DataReport
-    from womac.data.settings import Settings
     from womac.models.evaluation import Evaluation
+    from womac.settings import Settings
 
 
 @dataclass(slots=True)

@@ -1,4 +1,4 @@
-"""The one settings object: paths, tracking store, registry names, seed, thresholds, limits.
+"""The one settings object: paths, store, registry names, seed, thresholds, limits, serving.
 
 Read from the environment (prefix ``WOMAC_``) and a ``.env`` file in the working directory.
 MLflow's own ``MLFLOW_TRACKING_URI`` is honoured. Nothing happens at import time.
