@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from tests.conftest import womac_command
+from tests.helpers import womac_command
 from womac.data.cohort import Cohort, CohortError, Problem, inspect_cohort, read_cohort
 from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind
 from womac.pipeline.cli import app

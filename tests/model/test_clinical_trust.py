@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import FRESH_SEED
 from womac.data.cohort import model_input, read_cohort, womac_total
 from womac.data.contract import WOMAC_TOTAL_MAX
 from womac.data.simulate import simulate_cohort
@@ -22,8 +23,6 @@ from womac.models.evaluation import responder_metrics, subgroup_labels
 from womac.models.scoring import Answers, Scorer
 from womac.models.uncertainty import responder_threshold
 from womac.settings import Settings
-
-from .conftest import FRESH_SEED
 
 ACCEPTANCE_SIZE = 20000
 COVERAGE_BAND = (0.77, 0.83)  # the issue: the 80% interval covers 77-83%

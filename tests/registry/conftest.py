@@ -11,32 +11,25 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
-import pandas as pd
 import pytest
 
-from tests.conftest import free_port
+from tests.helpers import free_port
+from tests.registry.helpers import (
+    BIN,
+    CHAMPION,
+    PROJECT,
+    CleanPython,
+    TrackingServer,
+    clean_env,
+    wait_for,
+)
 from womac.data.contract import FOLLOW_UP_SUBSCALES
 from womac.data.simulate import simulate_cohort
 from womac.settings import Settings
-
-CHAMPION = "models:/womac-improvement@champion"
-PROJECT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    """This machine's environment with nothing of ours: no WOMAC_ or MLFLOW_ settings, no
-    PYTHONPATH, no active virtual environment."""
-    ours = ("WOMAC_", "MLFLOW_", "PYTHONPATH", "VIRTUAL_ENV", "PYSPARK_")
-    env = {k: v for k, v in os.environ.items() if not k.startswith(ours)}
-    return env | {"MLFLOW_DISABLE_TELEMETRY": "true"} | extra
 
 
 @pytest.fixture(scope="session")
@@ -67,25 +60,6 @@ def champion_dir(trained: Any, store: Settings, tmp_path_factory: pytest.TempPat
         registry_uri=uri,
     )
     return Path(local)
-
-
-@dataclass(frozen=True)
-class CleanPython:
-    """A virtual environment holding only the model's requirements, not this project."""
-
-    python: Path
-
-    def run(self, script: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-        """Run ``script`` (a file in ``cwd``) as a data scientist would: ``python script.py``."""
-        return subprocess.run(
-            [str(self.python), script],
-            cwd=cwd,
-            env=clean_env(**env),
-            capture_output=True,
-            text=True,
-            timeout=600,
-            check=False,
-        )
 
 
 @pytest.fixture(scope="session")
@@ -123,15 +97,6 @@ def clean_python(champion_dir: Path, tmp_path_factory: pytest.TempPathFactory) -
 # -- a real tracking server -------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TrackingServer:
-    """A running ``mlflow server``: its URL and where it keeps runs and artifacts."""
-
-    url: str
-    artifacts: Path
-    process: subprocess.Popen[bytes]
-
-
 @pytest.fixture(scope="session")
 def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrackingServer]:
     """``mlflow server`` on a loopback port, with its own store and artifact destination."""
@@ -158,20 +123,6 @@ def tracking_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tracki
         process.terminate()
         process.wait(timeout=30)
         log.close()
-
-
-def wait_for(url: str, process: subprocess.Popen[bytes], log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url, timeout=1.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} did not answer:\n{log.read_text()[-3000:]}")
 
 
 # -- a real PostgreSQL ------------------------------------------------------------------
@@ -231,8 +182,3 @@ def postgres() -> Iterator[str]:
     finally:
         run(str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
         shutil.rmtree(folder, ignore_errors=True)
-
-
-def read_export(path: Path) -> pd.DataFrame:
-    """A cohort export as a data scientist reads it: plain ``pd.read_csv``."""
-    return pd.read_csv(path)

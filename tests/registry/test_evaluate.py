@@ -15,14 +15,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.registry.helpers import CHAMPION
 from womac.data.cohort import womac_improvement
 from womac.data.contract import FOLLOW_UP_SUBSCALES, TARGET
 from womac.data.simulate import simulate_cohort
 from womac.models.metrics import regression_metrics
 from womac.models.store import connect
 from womac.settings import Settings
-
-from .conftest import CHAMPION
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from tests.registry.helpers import CHAMPION, read_export
 from womac.data.cohort import read_cohort
 from womac.data.contract import PREDICTOR_NAMES, as_request
 from womac.models.eligibility import protocol_from
@@ -28,8 +29,6 @@ from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort
 from womac.serve.main import create_app
 from womac.settings import Settings
-
-from .conftest import CHAMPION, read_export
 
 NAMES = [name for name, _ in ANSWER_COLUMNS]
 BATCH = 1000  # the service's default batch limit

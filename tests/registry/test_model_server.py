@@ -17,11 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import free_port, running_server
+from tests.helpers import free_port, running_server
+from tests.registry.helpers import BIN, CHAMPION, clean_env, read_export, wait_for
 from womac.data.contract import PREDICTOR_NAMES, as_request
 from womac.settings import Settings
-
-from .conftest import BIN, CHAMPION, clean_env, read_export, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -21,7 +21,7 @@ from fastapi.testclient import TestClient
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from tests.conftest import registry_client, settings_env, store_settings
+from tests.helpers import registry_client, settings_env, store_settings
 from womac.data.simulate import simulate_cohort
 from womac.models.registry import (
     Command,

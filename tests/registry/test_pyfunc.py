@@ -19,13 +19,12 @@ import pytest
 from mlflow.exceptions import MlflowException
 from sklearn.pipeline import Pipeline
 
+from tests.registry.helpers import CHAMPION, PROJECT, CleanPython, read_export
 from womac.data.contract import FIELDS, PREDICTOR_NAMES, Role
 from womac.models.eligibility import protocol_from
 from womac.models.scoring import ANSWER_COLUMNS, CONTRIBUTION, Scorer
 from womac.models.store import connect
 from womac.settings import Settings
-
-from .conftest import CHAMPION, PROJECT, CleanPython, read_export
 
 ANSWER_NAMES = [name for name, _ in ANSWER_COLUMNS]
 REQUIRED = [f.name for f in FIELDS if f.required and f.role is Role.PREDICTOR]

@@ -16,11 +16,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port, run_womac, serving, store_settings
+from tests.helpers import free_port, run_womac, serving, store_settings
+from tests.registry.helpers import TrackingServer
 from womac.data.contract import FOLLOW_UP_SUBSCALES, as_request
 from womac.data.simulate import simulate_cohort
-
-from .conftest import TrackingServer
 
 pytestmark = pytest.mark.e2e
 

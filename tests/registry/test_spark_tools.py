@@ -1,7 +1,7 @@
 """Spark with the registered champion: MLflow's ``spark_udf`` and a real standalone cluster.
 
 (``womac predict --engine spark`` as its own process, with its own driver JVM, is tested here
-on the cluster; ``tests/model/test_spark.py`` tests the engine on the session's local Spark.)
+on the cluster; ``tests/pipeline/test_spark.py`` tests the engine on the session's local Spark.)
 
 ``mlflow.pyfunc.spark_udf`` with the champion's struct result gives the columns and numbers of
 ``womac predict --engine spark --explanation full``. On a standalone cluster (a master and a
@@ -23,15 +23,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import free_port, settings_env, womac_command
+from tests.helpers import free_port, settings_env, womac_command
+from tests.registry.helpers import CHAMPION, read_export, wait_for
 from womac.models.eligibility import protocol_from
 from womac.models.scoring import ANSWER_COLUMNS
 from womac.models.store import connect
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort, score_columns
 from womac.settings import Settings
-
-from .conftest import CHAMPION, read_export, wait_for
 
 pytestmark = pytest.mark.spark
 

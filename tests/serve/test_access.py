@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
-from tests.conftest import free_port, run_womac, settings_env, store_settings, womac_command
+from tests.helpers import free_port, run_womac, settings_env, store_settings, womac_command
 from womac.data.contract import FIELD_BY_NAME
 from womac.serve.main import create_app
 from womac.settings import Settings

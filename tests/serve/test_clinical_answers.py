@@ -8,17 +8,16 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from womac.data.cohort import patients_frame
-from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
-from womac.features.encoding import frame_columns
-from womac.models.scoring import Scorer
-
-from .conftest import (
+from tests.serve.helpers import (
     assert_answer_shape,
     assert_clinical_case,
     bmi_training_range,
     clinical_cases,
 )
+from womac.data.cohort import patients_frame
+from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
+from womac.features.encoding import frame_columns
+from womac.models.scoring import Scorer
 
 PREDICT = "/v1/predict"
 CASES = ["ordinary", "kl_grade_4", "active_infection", "bmi_60"]

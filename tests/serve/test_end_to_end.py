@@ -13,22 +13,21 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import (
+from tests.helpers import (
     registry_client,
     run_womac,
     running_server,
     settings_env,
     store_settings,
 )
-from womac.data.contract import PREDICTOR_NAMES, as_request
-from womac.settings import Settings
-
-from .conftest import (
+from tests.serve.helpers import (
     assert_answer_shape,
     assert_clinical_case,
     bmi_training_range,
     clinical_cases,
 )
+from womac.data.contract import PREDICTOR_NAMES, as_request
+from womac.settings import Settings
 
 
 def logged_requests(server_log: str, route: str) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Server, registry_client, serving, store_settings
+from tests.helpers import Server, registry_client, serving, store_settings
 from womac.data.cohort import model_input, patients_frame
 from womac.data.contract import PREDICTOR_NAMES
 from womac.data.simulate import simulate_cohort
@@ -326,7 +326,7 @@ def test_a_sighup_before_the_model_has_loaded_reloads_instead_of_killing(
     """SIGHUP is documented as "reload": so from the start, not only once the model is in."""
     import subprocess
 
-    from tests.conftest import free_port, settings_env, womac_command
+    from tests.helpers import free_port, settings_env, womac_command
 
     port = free_port()
     log = tmp_path / "server.log"

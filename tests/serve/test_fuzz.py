@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.python import asgi
 
-from tests.conftest import store_settings
+from tests.helpers import store_settings
 from womac.serve.main import create_app
 from womac.settings import Settings
 

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import running_server
+from tests.helpers import running_server
 from womac.data.contract import FIELD_BY_NAME, FIELDS, Role
 from womac.settings import Settings
 

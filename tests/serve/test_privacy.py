@@ -20,7 +20,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import run_womac, serving, settings_env, store_settings
+from tests.helpers import run_womac, serving, settings_env, store_settings
 from womac.settings import Settings
 
 pytestmark = pytest.mark.e2e

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import registry_client, store_settings
+from tests.helpers import registry_client, store_settings
 from womac.data.contract import PREDICTOR_NAMES
 from womac.models.candidates import COMPARATOR
 from womac.serve.main import create_app

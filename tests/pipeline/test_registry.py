@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import registry_client, store_settings
+from tests.helpers import registry_client, store_settings
 from womac.data.cohort import CohortError, model_input, read_cohort
 from womac.data.contract import FIELDS, PREDICTOR_NAMES, Role
 from womac.data.simulate import simulate_cohort

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import registry_client, settings_env, store_settings
+from tests.helpers import registry_client, settings_env, store_settings
 from womac.data.simulate import simulate_cohort
 from womac.models.store import champion_version
 from womac.pipeline.cli import app

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import settings_env, womac_command
+from tests.helpers import FRESH_SEED, settings_env, womac_command
 from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, PREDICTOR_NAMES, as_request
 from womac.data.simulate import simulate_cohort
@@ -23,8 +23,6 @@ from womac.models.scoring import Scorer
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort
 from womac.serve.model import load_champion
 from womac.settings import Settings
-
-from .conftest import FRESH_SEED
 
 CHAMPION_URI = "models:/womac-improvement@champion"
 TOP = 3
@@ -307,7 +305,7 @@ def test_womac_predict_can_write_the_full_explanation(
 ) -> None:
     """``--explanation full``: the base value and one contribution per contract field, adding
     up to the estimate, instead of the top three."""
-    from tests.conftest import run_womac
+    from tests.helpers import run_womac
 
     data, summary_scores, _ = scored
     out = tmp_path / "full.csv"

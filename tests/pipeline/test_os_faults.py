@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import registry_client, settings_env, store_settings, womac_command
+from tests.helpers import registry_client, settings_env, store_settings, womac_command
 from womac.settings import Settings
 
 UNSHARE = shutil.which("unshare")

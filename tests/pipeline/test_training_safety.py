@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import registry_client, settings_env, store_settings, womac_command
+from tests.helpers import registry_client, settings_env, store_settings, womac_command
 from womac.data.cohort import model_input, read_cohort
 from womac.data.simulate import simulate_cohort
 from womac.models import store

@@ -28,7 +28,7 @@ import pytest
 from mlflow import MlflowClient
 from typer.testing import CliRunner
 
-from tests.conftest import registry_client, run_womac, settings_env, store_settings, womac_command
+from tests.helpers import registry_client, run_womac, settings_env, store_settings, womac_command
 from womac.data.simulate import simulate_cohort
 from womac.models.leftovers import (
     PID_TAG,

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import run_womac, settings_env, store_settings
+from tests.helpers import run_womac, settings_env, store_settings
 from womac.serve.main import create_app
 
 

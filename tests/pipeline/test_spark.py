@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tests.helpers import FRESH_SEED
 from womac.data.cohort import CohortError
 from womac.data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Role
 from womac.data.simulate import simulate_cohort
@@ -26,8 +27,6 @@ from womac.models.eligibility import protocol_from
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, BatchSummary, score_cohort, score_columns
 from womac.settings import Settings
-
-from .conftest import FRESH_SEED
 
 CHAMPION_URI = "models:/womac-improvement@champion"
 PIECE = 40  # rows per Spark task in these tests
