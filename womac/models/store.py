@@ -11,13 +11,10 @@ list, never one read from the artifact.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -229,56 +226,6 @@ def champion_version(client: Any, model_name: str, alias: str) -> Any | None:
         return None
 
 
-def resolve_champion(tracking_uri: str, model_name: str, alias: str) -> dict[str, Any]:
-    """Everything serving needs from MLflow about the champion, as plain data.
-
-    Runs in a child process at service start-up (``python -m womac.models.store resolve``): the
-    registry lookup and MLflow's SQLAlchemy store take ~2 s to import, and the service does
-    not need MLflow on its request path, so that time overlaps the service's own imports on
-    the other core instead of adding to them.
-
-    Returns
-    -------
-    dict
-        ``{"status": "ok", version, run_id, model_file, metrics, chosen_model, report_html}``
-        or ``{"status": "absent" | "error", "message": ...}``; with no champion, the message
-        lists the registered versions and how to serve one (see
-        :func:`womac.models.registry.no_champion_message`).
-    """
-    from womac.models.registry import Command, no_champion_message, registered_versions
-    from womac.models.tracking import shown
-
-    client = connect(tracking_uri)
-    current = champion_version(client, model_name, alias)
-    if current is None:
-        versions = registered_versions(client, model_name)
-        message = no_champion_message(
-            model_name, alias, versions, Command.serve, store=shown(tracking_uri)
-        )
-        return {"status": "absent", "message": message}
-    folder = tempfile.mkdtemp(prefix="womac-champion-")
-    try:
-        model_file = download_skops(f"models:/{model_name}/{current.version}", folder)
-    except ValueError as refused:
-        return {"status": "error", "message": str(refused)}
-    run = client.get_run(current.run_id)
-    report_html = None
-    try:
-        report = client.download_artifacts(current.run_id, REPORT_ARTIFACT, folder)
-        report_html = Path(report).read_text(encoding="utf-8")
-    except Exception:  # runs logged before reports existed have none
-        report_html = None
-    return {
-        "status": "ok",
-        "version": str(current.version),
-        "run_id": str(current.run_id),
-        "model_file": str(model_file),
-        "metrics": dict(run.data.metrics),
-        "chosen_model": run.data.params.get("chosen_model", ""),
-        "report_html": report_html,
-    }
-
-
 def prepare_loading() -> None:
     """Import skops and every module a stored model refers to, ahead of :func:`load_skops`.
 
@@ -337,27 +284,3 @@ def download_skops(model_uri: str, folder: str | Path) -> Path:
     if not artifact or path.suffix != ".skops" or not path.is_relative_to(local.resolve()):
         raise ValueError("the model holds no skops pipeline of this product; refusing it")
     return path
-
-
-def _main() -> None:
-    from womac.models.tracking import StoreUnavailableError
-
-    parser = argparse.ArgumentParser(prog="python -m womac.models.store")
-    commands = parser.add_subparsers(dest="command", required=True)
-    resolve = commands.add_parser("resolve", help="print the champion's details as JSON")
-    resolve.add_argument("--tracking-uri", required=True)
-    resolve.add_argument("--name", required=True)
-    resolve.add_argument("--alias", required=True)
-    args = parser.parse_args()
-    try:
-        answer = resolve_champion(args.tracking_uri, args.name, args.alias)
-    except StoreUnavailableError as error:  # our own sentence: the store and what to do
-        answer = {"status": "error", "message": str(error)}
-    except Exception as error:  # reported to the parent by type only
-        reason = type(error).__name__
-        answer = {"status": "error", "message": f"the registry cannot be read ({reason})"}
-    json.dump(answer, sys.stdout)
-
-
-if __name__ == "__main__":
-    _main()

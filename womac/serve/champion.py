@@ -7,12 +7,19 @@ never imports MLflow. This module stays light so that starting the child costs n
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
-from typing import Any
 
+from pydantic import ValidationError
+
+from womac.models.lookup import (
+    ANSWER,
+    ChampionFound,
+    LookupFailed,
+    LookupRequest,
+    NoChampion,
+)
 from womac.models.registry import Command, train_advice
 from womac.models.tracking import sqlite_file
 from womac.settings import Settings
@@ -27,49 +34,42 @@ class ChampionLookup:
         self.settings = settings
         uri = settings.resolved_tracking_uri()
         self.process: subprocess.Popen[bytes] | None = None
-        self.early: dict[str, Any] | None = None
+        self.early: NoChampion | None = None
         database = sqlite_file(uri)
         if database is not None and not database.exists():
             # Do not create an empty tracking store just by starting the service.
             wanted = f"{settings.model_name}@{settings.champion_alias}"
-            self.early = {
-                "status": "absent",
-                "message": f"No MLflow store at {uri}, so no model is registered as {wanted}. "
-                + train_advice(Command.serve),
-            }
+            self.early = NoChampion(
+                message=f"No MLflow store at {uri}, so no model is registered as {wanted}. "
+                + train_advice(Command.serve)
+            )
             return
+        self.request = LookupRequest(
+            tracking_uri=uri, model_name=settings.model_name, alias=settings.champion_alias
+        )
         self.process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "womac.models.store",
-                "resolve",
-                "--tracking-uri",
-                uri,
-                "--name",
-                settings.model_name,
-                "--alias",
-                settings.champion_alias,
-            ],
+            [sys.executable, "-m", "womac.models.lookup"],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
             env=os.environ
             | {"MLFLOW_DISABLE_TELEMETRY": os.environ.get("MLFLOW_DISABLE_TELEMETRY", "true")},
         )
 
-    def result(self) -> dict[str, Any]:
-        """The champion's details, or why there are none (``status`` says which)."""
+    def result(self) -> ChampionFound | NoChampion | LookupFailed:
+        """The champion's details, or why there are none."""
         if self.early is not None:
             return self.early
         assert self.process is not None
         try:
-            output, _ = self.process.communicate(timeout=LOOKUP_TIMEOUT_S)
+            output, _ = self.process.communicate(
+                self.request.model_dump_json().encode(), timeout=LOOKUP_TIMEOUT_S
+            )
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.communicate()
-            return {"status": "error", "message": "the model registry did not answer in time"}
+            return LookupFailed(message="the model registry did not answer in time")
         try:
-            answer: dict[str, Any] = json.loads(output)
-        except json.JSONDecodeError:
-            return {"status": "error", "message": "the model registry lookup failed"}
-        return answer
+            return ANSWER.validate_json(output)
+        except ValidationError:  # the child died before answering, or answered garbage
+            return LookupFailed(message="the model registry lookup failed")

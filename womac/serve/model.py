@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from womac.models.eligibility import Protocol, protocol_from
+from womac.models.lookup import LookupFailed, NoChampion
 from womac.models.scoring import Scorer
 from womac.models.store import load_skops, prepare_loading
 from womac.serve.champion import ChampionLookup
@@ -69,32 +70,32 @@ def load_champion(settings: Settings, lookup: ChampionLookup | None = None) -> S
     prepare_loading()  # overlaps the lookup, which runs in its own process
     answer = lookup.result()
     wanted = f"{settings.model_name}@{settings.champion_alias}"
-    if answer["status"] == "absent":
+    if isinstance(answer, NoChampion):
         # Says which versions are registered and how to serve one, or how to train one.
-        raise ModelUnavailableError(answer["message"])
-    if answer["status"] != "ok":
+        raise ModelUnavailableError(answer.message)
+    if isinstance(answer, LookupFailed):
         raise ModelUnavailableError(
-            f"{wanted} cannot be loaded: {answer['message']}. Retrain with `womac train` or "
+            f"{wanted} cannot be loaded: {answer.message}. Retrain with `womac train` or "
             "point the alias at a working version."
         )
     try:
-        pipeline = load_skops(answer["model_file"])
+        pipeline = load_skops(answer.model_file)
         served = ServedModel(
             pipeline=pipeline,
             name=settings.model_name,
-            version=answer["version"],
-            run_id=answer["run_id"],
+            version=answer.version,
+            run_id=answer.run_id,
             alias=settings.champion_alias,
-            candidate=answer["chosen_model"],
+            candidate=answer.chosen_model,
             protocol=protocol_from(settings),
-            metrics=answer["metrics"],
-            report_html=answer["report_html"],
+            metrics=answer.metrics,
+            report_html=answer.report_html,
         )
     except Exception as error:
         raise ModelUnavailableError(
-            f"{wanted} (version {answer['version']}) cannot be loaded "
+            f"{wanted} (version {answer.version}) cannot be loaded "
             f"({type(error).__name__}). Retrain with `womac train` or point the alias at a "
             "working version."
         ) from error
-    logger.info("serving %s version %s", settings.model_name, answer["version"])
+    logger.info("serving %s version %s", settings.model_name, answer.version)
     return served

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
@@ -15,7 +15,17 @@ from womac.settings import Settings
 logger = logging.getLogger("womac.serve")
 
 
-async def reload_model(app: FastAPI) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class ReloadOutcome:
+    """What a reload did: the version serving after it, and why not the new one if it failed."""
+
+    reloaded: bool
+    serving_version: str | None
+    previous_version: str | None
+    reason: str | None = None
+
+
+async def reload_model(app: FastAPI) -> ReloadOutcome:
     """Load the model the champion alias points to now, then swap it in.
 
     Requests keep being answered by the current model while the new one loads (in a worker
@@ -26,14 +36,14 @@ async def reload_model(app: FastAPI) -> dict[str, Any]:
     it and gets its outcome, so twenty at once cost one registry lookup, and a caller that
     goes away cancels nothing and adds nothing.
     """
-    running: asyncio.Task[dict[str, Any]] | None = app.state.reload_task
+    running: asyncio.Task[ReloadOutcome] | None = app.state.reload_task
     if running is None or running.done():
         running = asyncio.ensure_future(_reload(app))
         app.state.reload_task = running
     return await asyncio.shield(running)
 
 
-async def _reload(app: FastAPI) -> dict[str, Any]:
+async def _reload(app: FastAPI) -> ReloadOutcome:
     from womac.serve.model import ModelUnavailableError, load_champion
 
     settings: Settings = app.state.settings
@@ -43,7 +53,9 @@ async def _reload(app: FastAPI) -> dict[str, Any]:
         loaded = await run_in_threadpool(lambda: load_champion(settings, ChampionLookup(settings)))
     except ModelUnavailableError as problem:
         logger.error("reload failed; still serving version %s: %s", before, problem)
-        return {"reloaded": False, "serving_version": before, "reason": str(problem)}
+        return ReloadOutcome(
+            False, serving_version=before, previous_version=before, reason=str(problem)
+        )
     app.state.model = loaded
     logger.info("reloaded: serving version %s (was %s)", loaded.version, before)
-    return {"reloaded": True, "serving_version": loaded.version, "previous_version": before}
+    return ReloadOutcome(True, serving_version=loaded.version, previous_version=before)

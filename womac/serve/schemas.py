@@ -206,6 +206,16 @@ class ModelCard(BaseModel):
     )
 
 
+class Reloaded(BaseModel):
+    """A reload that swapped in the champion the alias points to now."""
+
+    reloaded: Literal[True] = True
+    serving_version: str = Field(description="The registered version now answering.")
+    previous_version: str | None = Field(
+        description="The version that answered before (none if no model was being served)."
+    )
+
+
 class ErrorMessage(BaseModel):
     """Why a request was refused (401, 404, 413, 503), in words meant for a person."""
 

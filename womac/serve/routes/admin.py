@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, HTTPException, Request, status
 
 from womac.serve.reloading import reload_model
-from womac.serve.schemas import ErrorMessage
+from womac.serve.schemas import ErrorMessage, Reloaded
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -21,9 +19,11 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
         }
     },
 )
-async def reload(request: Request) -> dict[str, Any]:
+async def reload(request: Request) -> Reloaded:
     """Pick up a moved champion alias without a restart (no request fails meanwhile)."""
     outcome = await reload_model(request.app)
-    if not outcome["reloaded"]:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=outcome["reason"])
-    return outcome
+    if not outcome.reloaded or outcome.serving_version is None:
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=outcome.reason)
+    return Reloaded(
+        serving_version=outcome.serving_version, previous_version=outcome.previous_version
+    )
