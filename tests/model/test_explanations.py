@@ -88,6 +88,32 @@ def test_fields_a_model_does_not_use_contribute_exactly_zero(
             assert np.all(values == 0), f"{name}: {field} is unused but contributes"
 
 
+def test_a_field_given_to_trees_that_never_split_on_it_contributes_exactly_zero(
+    training_patients: pd.DataFrame, fresh_patients: pd.DataFrame
+) -> None:
+    """A probe, not a consequence of construction: every field is in the model's input, and
+    trees small enough to leave most of them unsplit are fitted; the explanation must find,
+    from the trees alone, which fields the model reads."""
+    pipeline = CANDIDATES["lightgbm"].build(7)
+    pipeline.set_params(model__n_estimators=3, model__max_depth=1, model__num_leaves=2)
+    outcome = training_patients["womac_pain_0"] - 0.5 * training_patients["age"]
+    pipeline.fit(training_patients, outcome)
+    encoder = pipeline.named_steps["preprocess"]
+    assert not encoder.unused_fields_  # every field was given and encoded
+    split_on = fields_used(pipeline)
+    unsplit = [field for field in PREDICTOR_NAMES if field not in split_on]
+    assert split_on
+    assert len(unsplit) >= len(PREDICTOR_NAMES) - 3  # stumps: at most 3 fields split on
+
+    explanation = explain(pipeline, fresh_patients.iloc[:EXPLAINED_PATIENTS])
+    for column, field in enumerate(PREDICTOR_NAMES):
+        values = explanation.contributions[:, column]
+        if field in split_on:
+            assert np.any(values != 0), f"{field} is split on but never contributes"
+        else:
+            assert np.all(values == 0), f"{field} is never split on but contributes"
+
+
 def test_baseline_womac_comparator_is_explained_by_the_three_baseline_subscales_only(
     trained: Any, fresh_patients: pd.DataFrame
 ) -> None:

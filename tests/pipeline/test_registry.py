@@ -117,9 +117,9 @@ def test_export_with_only_the_required_columns_trains_registers_and_predicts(
     np.testing.assert_allclose(
         explanation.base_value + explanation.contributions.sum(axis=1), predicted, atol=1e-6
     )
-    for column, name in enumerate(explanation.fields):
-        if name not in required_predictors:
-            assert np.all(explanation.contributions[:, column] == 0), name
+    # (That fields absent from the file contribute nothing holds by construction, as their
+    # columns are dropped; tests/model/test_explanations.py probes trees given a field they
+    # never split on.)
 
     # Served: a clinician who sends a field the model cannot use is told so.
     served = load_champion(settings)
