@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from womac.data.report import DataReport
     from womac.models.evaluation import Evaluation
+    from womac.pipeline.results import CandidateResult
     from womac.settings import Settings
 
 
@@ -21,7 +22,7 @@ class ReportContext:
     settings: Settings
     data: DataReport
     split: dict[str, int]
-    candidates: list[Any]  # pipeline.train.CandidateResult
+    candidates: list[CandidateResult]
     chosen: str
     evaluation: Evaluation
     oracle_test: dict[str, float] | None

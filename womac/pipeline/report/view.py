@@ -25,6 +25,7 @@ from womac.pipeline.report.filters import pct
 if TYPE_CHECKING:
     from womac.models.evaluation import SubgroupRow
     from womac.pipeline.report.context import ReportContext
+    from womac.pipeline.results import CandidateResult
 
 FIGURE_DPI = 100
 SMALL_SUBGROUP = 50  # below this many patients a subgroup's intervals are wide
@@ -121,8 +122,8 @@ class ReportView:
     software: str
     womac_version: str
     simulated: bool
-    chosen: Any  # the chosen CandidateResult, if it is among the candidates
-    comparator: Any  # the baseline-WOMAC CandidateResult, if any
+    chosen: CandidateResult | None  # if it is among the candidates
+    comparator: CandidateResult | None  # the baseline-WOMAC comparator, if any
     rmse_gain: float | None  # comparator's held-out RMSE minus the chosen model's
     coverage_ci: tuple[float, float] | None
     prevalence_ci: tuple[float, float] | None
@@ -216,11 +217,11 @@ def _protocol(context: ReportContext) -> str:
     return "; ".join(exclusions) or "no exclusion configured"
 
 
-def _candidate(context: ReportContext, name: str) -> Any:
+def _candidate(context: ReportContext, name: str) -> CandidateResult | None:
     return next((c for c in context.candidates if c.name == name), None)
 
 
-def _rmse_gain(chosen: Any, comparator: Any) -> float | None:
+def _rmse_gain(chosen: CandidateResult | None, comparator: CandidateResult | None) -> float | None:
     if chosen is None or comparator is None or chosen is comparator:
         return None
     gain = comparator.test.get("rmse", math.nan) - chosen.test.get("rmse", math.nan)
@@ -280,7 +281,7 @@ def _param(key: str) -> str:
     return key.split("__", 1)[-1]
 
 
-def _final_settings(chosen: Any) -> str:
+def _final_settings(chosen: CandidateResult | None) -> str:
     """The chosen model's own settings (scalars only), for reproduction (item 22)."""
     steps = getattr(getattr(chosen, "pipeline", None), "named_steps", None)
     if not steps or "model" not in steps:
