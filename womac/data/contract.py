@@ -92,6 +92,9 @@ class PatientField:
         them as choices, and messages use them.
     blank_label
         What a blank value means, where the form offers it as a choice.
+    header_aliases
+        Other headers clinics give the column (besides its name and label), for the mapping
+        ``womac validate --suggest-mapping`` writes.
     """
 
     name: str
@@ -110,6 +113,7 @@ class PatientField:
     section: FormSection = FormSection.PATIENT
     value_labels: tuple[tuple[int, str], ...] = ()
     blank_label: str = ""
+    header_aliases: tuple[str, ...] = ()
 
     @property
     def is_numeric(self) -> bool:
@@ -179,6 +183,7 @@ FIELDS: tuple[PatientField, ...] = (
         "Patient ID",
         "Pseudonymous patient identifier; one row per treated joint, so a patient may repeat.",
         max_length=64,
+        header_aliases=("record_id", "id", "patient", "study_id", "subject_id"),
     ),
     PatientField("age", Kind.NUMBER, Role.PREDICTOR, "Age", "Age at treatment.", "years", 18, 100),
     PatientField(
@@ -189,6 +194,7 @@ FIELDS: tuple[PatientField, ...] = (
         "Sex recorded at treatment.",
         categories=("female", "male"),
         aliases=(("f", "female"), ("m", "male")),
+        header_aliases=("gender",),
     ),
     PatientField(
         "bmi", Kind.NUMBER, Role.PREDICTOR, "BMI", "Body-mass index at treatment.", "kg/m2", 12, 70
@@ -217,6 +223,7 @@ FIELDS: tuple[PatientField, ...] = (
         section=FormSection.JOINT,
         value_labels=KL_GRADES,
         blank_label="Unknown (no radiograph)",
+        header_aliases=("kl", "kl grade", "kellgren lawrence"),
     ),
     _womac("womac_pain_0", "pain", 20, 5, 0),
     _womac("womac_stiffness_0", "stiffness", 8, 2, 0),
