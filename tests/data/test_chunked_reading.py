@@ -7,7 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from womac.data.cohort import CohortError, CohortReader, inspect_cohort, read_cohort
+from womac.data.cohort import CohortReader, inspect_cohort, read_cohort
+from womac.data.problems import CohortError
 from womac.data.simulate import simulate_cohort
 
 

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from womac.data.cohort import CohortError, inspect_cohort, read_cohort
+from womac.data.cohort import inspect_cohort, read_cohort
 from womac.data.contract import FIELD_BY_NAME, FIELDS, FOLLOW_UP_SUBSCALES, Kind
+from womac.data.problems import CohortError
 from womac.data.simulate import simulate_cohort
 
 REQUIRED = (

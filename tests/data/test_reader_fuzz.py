@@ -25,8 +25,9 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from tests.helpers import womac_command
-from womac.data.cohort import Cohort, CohortError, Problem, inspect_cohort, read_cohort
+from womac.data.cohort import Cohort, inspect_cohort, read_cohort
 from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind
+from womac.data.problems import CohortError, Problem
 from womac.pipeline.cli import app
 
 # A value no rule may echo: it stands for a patient's data in any cell.
