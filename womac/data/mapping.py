@@ -57,9 +57,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from womac.data.cohort import Problem
 from womac.data.contract import BASELINE_SUBSCALES, FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, Kind
 from womac.data.koos import KOOS_ITEM_MAX, KOOS_ITEMS, womac_from_koos
+from womac.data.problems import Problem
 
 WOMAC_SUBSCALES = (*BASELINE_SUBSCALES, *FOLLOW_UP_SUBSCALES)
 _SHOWN_CODE = re.compile(r"^[A-Za-z0-9]{1,4}$")
