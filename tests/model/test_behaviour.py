@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from womac.data.cohort import Cohort
 from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME, PREDICTOR_NAMES, Role, as_request
 from womac.models.explain import explain
-from womac.models.scoring import field_notes
+from womac.models.wording import field_notes
 from womac.serve.model import ServedModel
 
 LOW_FUNCTION, HIGH_FUNCTION = 10.0, 50.0  # WOMAC function, 0-68: mild and severe limitation

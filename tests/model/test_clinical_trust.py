@@ -18,9 +18,10 @@ from womac.data.cohort import model_input, read_cohort, womac_total
 from womac.data.contract import WOMAC_TOTAL_MAX
 from womac.data.simulate import simulate_cohort
 from womac.features.encoding import frame_columns
+from womac.models.answers import Answers
 from womac.models.eligibility import Protocol, protocol_from
 from womac.models.evaluation import responder_metrics, subgroup_labels
-from womac.models.scoring import Answers, Scorer
+from womac.models.scoring import Scorer
 from womac.models.uncertainty import responder_threshold
 from womac.settings import Settings
 

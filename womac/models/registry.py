@@ -134,6 +134,21 @@ def no_champion_message(
             f"No model is registered as {wanted}: no version of {model_name} is registered "
             f"in {store}. {train_advice(command)}"
         )
+    listed = _listed(versions)
+    usable = [item for item in versions if item.promotion != ABANDONED]
+    if not usable:
+        return (
+            f"No model is registered as {wanted}. Registered versions, newest first: {listed} "
+            f"None can be promoted. {train_advice(command)}"
+        )
+    advice = _use_anyway_advice(model_name, usable[0].version, command)
+    return (
+        f"No model is registered as {wanted}. Registered versions, newest first: {listed} {advice}"
+    )
+
+
+def _listed(versions: list[RegisteredVersion]) -> str:
+    """The newest :data:`SHOWN_VERSIONS` versions, each with why it is not the champion."""
     shown = versions[:SHOWN_VERSIONS]
     listed = " ".join(
         f"v{item.version} ({_when(item.created)}) {_verdict(item)}." for item in shown
@@ -141,28 +156,22 @@ def no_champion_message(
     older = len(versions) - len(shown)
     if older:
         listed += f" ({older} older version{'s' if older > 1 else ''} not shown.)"
-    usable = [item for item in versions if item.promotion != ABANDONED]
-    if not usable:
-        return (
-            f"No model is registered as {wanted}. Registered versions, newest first: {listed} "
-            f"None can be promoted. {train_advice(command)}"
-        )
-    newest = usable[0].version
+    return listed
+
+
+def _use_anyway_advice(model_name: str, newest: int, command: Command) -> str:
+    """How ``command`` can use the newest version that is not abandoned, champion or not."""
     promote = f'`womac promote {newest} --reason "..."`'
     if command is Command.predict:
-        advice = (
+        return (
             f"Use one anyway with --model-uri models:/{model_name}/{newest}, or make it the "
             f"champion with {promote} (the reason is recorded in the registry); or train "
             "another with `womac train`."
         )
-    else:
-        advice = (
-            f"To serve one anyway, make it the champion with {promote} (the reason is "
-            "recorded in the registry), then reload the service (POST /v1/admin/reload) or "
-            "restart it; or train another with `womac train`."
-        )
     return (
-        f"No model is registered as {wanted}. Registered versions, newest first: {listed} {advice}"
+        f"To serve one anyway, make it the champion with {promote} (the reason is "
+        "recorded in the registry), then reload the service (POST /v1/admin/reload) or "
+        "restart it; or train another with `womac train`."
     )
 
 
@@ -193,13 +202,33 @@ def promote_by_hand(
         or one that was abandoned (its training was killed before it finished registering it;
         see :mod:`womac.models.leftovers`).
     """
-    from mlflow.exceptions import MlflowException
-
     from womac.models.store import champion_version
 
     reason = " ".join(reason.split())
     if not reason:
         raise PromotionRefusedError("--reason must say why this version is promoted by hand")
+    target = _promotable_version(client, model_name, version)
+    previous = champion_version(client, model_name, alias)
+    if previous is not None and int(previous.version) == version:
+        raise PromotionRefusedError(
+            f"version {version} already is {model_name}@{alias}; nothing changed"
+        )
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    tags = {PROMOTION_TAG: BY_HAND, PROMOTION_REASON_TAG: reason, BY_HAND_AT_TAG: at}
+    if previous is not None:
+        tags[REPLACED_VERSION_TAG] = str(previous.version)
+    _tag_and_point(client, model_name, alias, str(version), target, tags, previous)
+    return HandPromotion(
+        version=version,
+        replaced_version=None if previous is None else int(previous.version),
+        at=at,
+    )
+
+
+def _promotable_version(client: Any, model_name: str, version: int) -> Any:
+    """The registry's record of ``version``, refused if it is not registered or abandoned."""
+    from mlflow.exceptions import MlflowException
+
     try:
         target = client.get_model_version(model_name, str(version))
     except MlflowException:
@@ -219,31 +248,30 @@ def promote_by_hand(
             f"version {version} of {model_name} is abandoned and never promoted: {why}; "
             "train a new one with `womac train` (its files stay in the registry)"
         )
-    previous = champion_version(client, model_name, alias)
-    if previous is not None and int(previous.version) == version:
-        raise PromotionRefusedError(
-            f"version {version} already is {model_name}@{alias}; nothing changed"
-        )
-    at = datetime.now(UTC).isoformat(timespec="seconds")
-    tags = {PROMOTION_TAG: BY_HAND, PROMOTION_REASON_TAG: reason, BY_HAND_AT_TAG: at}
-    if previous is not None:
-        tags[REPLACED_VERSION_TAG] = str(previous.version)
+    return target
+
+
+def _tag_and_point(
+    client: Any,
+    model_name: str,
+    alias: str,
+    version: str,
+    target: Any,
+    tags: dict[str, str],
+    previous: Any | None,
+) -> None:
+    """Tag the version and point the alias at it, or leave both as they were."""
     before = {name: target.tags.get(name) for name in (*tags, REPLACED_VERSION_TAG)}
     try:
         for name, value in tags.items():
-            client.set_model_version_tag(model_name, str(version), name, value)
+            client.set_model_version_tag(model_name, version, name, value)
         if previous is None and before[REPLACED_VERSION_TAG] is not None:
             # From an earlier promotion by hand: this one replaced nothing.
-            client.delete_model_version_tag(model_name, str(version), REPLACED_VERSION_TAG)
-        client.set_registered_model_alias(model_name, alias, str(version))
+            client.delete_model_version_tag(model_name, version, REPLACED_VERSION_TAG)
+        client.set_registered_model_alias(model_name, alias, version)
     except BaseException:
-        _restore(client, model_name, alias, str(version), before, previous)
+        _restore(client, model_name, alias, version, before, previous)
         raise
-    return HandPromotion(
-        version=version,
-        replaced_version=None if previous is None else int(previous.version),
-        at=at,
-    )
 
 
 def _restore(

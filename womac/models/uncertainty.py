@@ -148,12 +148,30 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         Z = np.asarray(Z, dtype=float)
         y = np.asarray(y, dtype=float)
         out_of_fold = np.asarray(out_of_fold, dtype=float)
-        folds = np.asarray(folds)
         baseline_total = np.asarray(baseline_total, dtype=float)
         self.n_features_in_ = Z.shape[1]
-        error = np.abs(y - out_of_fold)
+        scale = self._fit_difficulty(Z, y, out_of_fold, np.asarray(folds))
+        normalized = (y - out_of_fold) / scale
+        self.scores_ = np.sort(normalized)
+        self._set_groups(group_columns)
+        self.group_widening_ = self._fit_widening(Z, normalized)
+        scale = scale * self.widening(Z)
+        raw = self._raw_probability(out_of_fold, scale, baseline_total)
+        responded = y >= responder_threshold(
+            baseline_total, self.responder_min_points, self.responder_min_fraction
+        )
+        self._fit_recalibration(raw, responded)
+        self._fit_domain(Z, domain_columns)
+        return self
 
-        # Cross-fitted difficulty: a patient's error is scaled by a model that never saw it.
+    def _fit_difficulty(
+        self, Z: np.ndarray, y: np.ndarray, out_of_fold: np.ndarray, folds: np.ndarray
+    ) -> np.ndarray:
+        """Fit the served difficulty model; return each patient's cross-fitted scale.
+
+        A patient's error is scaled by a difficulty model that never saw it.
+        """
+        error = np.abs(y - out_of_fold)
         scale = np.empty(len(y))
         for fold in np.unique(folds):
             inside = folds == fold
@@ -161,18 +179,16 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
                 clone(self.difficulty).fit(Z[~inside], error[~inside]).predict(Z[inside])
             )
         self.difficulty_ = clone(self.difficulty).fit(Z, error)
-        normalized = (y - out_of_fold) / scale
-        self.scores_ = np.sort(normalized)
+        return scale
+
+    def _set_groups(self, group_columns: Any) -> None:
+        """The groups whose coverage is checked, as encoded columns and cuts."""
         pairs = [(int(c), float(t)) for c, t in group_columns or []]
         self.group_columns_ = np.array([c for c, _ in pairs], dtype=int)
         self.group_cuts_ = np.array([t for _, t in pairs], dtype=float)
-        self.group_widening_ = self._fit_widening(Z, normalized)
-        scale = scale * self.widening(Z)
 
-        raw = self._raw_probability(out_of_fold, scale, baseline_total)
-        responded = y >= responder_threshold(
-            baseline_total, self.responder_min_points, self.responder_min_fraction
-        )
+    def _fit_recalibration(self, raw: np.ndarray, responded: np.ndarray) -> None:
+        """Logistic recalibration of the raw responder chance on the calibration patients."""
         self.recalibration_ = np.array([0.0, 1.0])
         possible = raw > 0
         if responded[possible].min(initial=1) != responded[possible].max(initial=0):
@@ -183,6 +199,8 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
             if slope > 0:  # keep the probability rising with the expected improvement
                 self.recalibration_ = np.array([intercept, slope])
 
+    def _fit_domain(self, Z: np.ndarray, domain_columns: Any) -> None:
+        """The training domain: shrunk covariance of the core fields and its 99% distance."""
         self.domain_columns_ = (
             np.arange(Z.shape[1]) if domain_columns is None else np.asarray(domain_columns, int)
         )
@@ -190,7 +208,6 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         self.center_ = covariance.location_
         self.precision_ = covariance.precision_
         self.distance_threshold_ = float(np.quantile(self._distance(Z), 0.99))
-        return self
 
     def predict(self, Z: Any) -> np.ndarray:
         """Expected improvement."""
