@@ -15,8 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from womac.data.cohort import CohortError, Problem
 from womac.data.contract import FIELDS
+from womac.data.problems import CohortError, Problem
 from womac.models.eligibility import Protocol
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import score_columns

@@ -16,10 +16,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-# The contract's parsing rules live in data/cohort.py, beside the CSV reader; Parquet
-# values go through the very same functions rather than a copy of the rules.
-from womac.data.cohort import Problem, parse_column
 from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind, Role
+from womac.data.problems import Problem
+
+# The contract's parsing rules, the CSV reader's own: Parquet values go through the very
+# same functions rather than a copy of the rules.
+from womac.data.values import parse_column
 from womac.pipeline.spark.pieces import STAGED, Piece
 
 if TYPE_CHECKING:

@@ -15,8 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from womac.data.cohort import CohortError, CohortReader, Problem, normalise_header
+from womac.data.cohort import CohortReader
 from womac.data.contract import FIELD_BY_NAME, FIELDS
+from womac.data.problems import CohortError, Problem
+from womac.data.values import normalise_header
 from womac.pipeline.spark.pieces import MAX_PIECES_PER_ROW_GROUP, STAGED, Piece, Plan
 from womac.pipeline.spark.reading import is_text
 

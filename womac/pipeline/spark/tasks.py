@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from womac.data.cohort import Problem
+from womac.data.problems import Problem
 from womac.models.eligibility import Protocol
 from womac.models.scoring import Scorer
 from womac.models.store import loads_skops
