@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -90,38 +93,59 @@ def score_cohort(
     connect(tracking_uri)
     scorer = Scorer(load_pipeline(model_uri), protocol)
     out = Path(out)
+    tally = _Tally()
+    with _written_whole(out) as stream:
+        for chunk in reader.chunks():
+            output = score_frame(chunk.frame, scorer, detail)
+            as_text(output).to_csv(
+                stream, index=False, header=tally.rows == 0, lineterminator=LINE_END
+            )
+            tally.add(output)
+        problems = reader.problems()
+        if problems:
+            raise CohortError(reader.source, problems)
+    return BatchSummary(
+        rows=tally.rows,
+        scored=tally.scored,
+        candidates=tally.candidates,
+        out=out,
+        model_uri=model_uri,
+        notes=list(reader.notes),
+    )
+
+
+@dataclass(slots=True)
+class _Tally:
+    """Rows written so far, how many were scored, and how many are candidates."""
+
+    rows: int = 0
+    scored: int = 0
+    candidates: int = 0
+
+    def add(self, output: pd.DataFrame) -> None:
+        """Count one chunk of :func:`score_frame`'s output."""
+        self.rows += len(output)
+        self.scored += int(output["expected_improvement"].notna().sum())
+        self.candidates += int(output["candidate"].sum())
+
+
+@contextmanager
+def _written_whole(out: Path) -> Iterator[TextIO]:
+    """A text stream for ``out``, renamed into place when the block ends, removed if it fails:
+    ``out`` is written whole or not at all."""
     out.parent.mkdir(parents=True, exist_ok=True)
     # Named after this process: if it is killed outright, the next command writing here
     # removes the scored rows it leaves (womac.models.leftovers).
     handle, temporary = tempfile.mkstemp(
         prefix=temporary_prefix(out.name), suffix=".tmp", dir=out.parent
     )
-    rows = scored = candidates = 0
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            for chunk in reader.chunks():
-                output = score_frame(chunk.frame, scorer, detail)
-                as_text(output).to_csv(
-                    stream, index=False, header=rows == 0, lineterminator=LINE_END
-                )
-                rows += len(output)
-                scored += int(output["expected_improvement"].notna().sum())
-                candidates += int(output["candidate"].sum())
-        problems = reader.problems()
-        if problems:
-            raise CohortError(reader.source, problems)
+            yield stream
         os.replace(temporary, out)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-    return BatchSummary(
-        rows=rows,
-        scored=scored,
-        candidates=candidates,
-        out=out,
-        model_uri=model_uri,
-        notes=list(reader.notes),
-    )
 
 
 def score_frame(frame: pd.DataFrame, scorer: Scorer, detail: Detail = Detail.top3) -> pd.DataFrame:
