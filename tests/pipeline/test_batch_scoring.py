@@ -246,7 +246,7 @@ def test_a_file_scored_in_chunks_gives_the_same_file(
 def test_a_bad_row_in_a_late_chunk_leaves_no_output(
     trained: Any, store: Any, tmp_path: Path
 ) -> None:
-    from womac.data.cohort import CohortError
+    from womac.data.problems import CohortError
     from womac.pipeline.predict import score_cohort
 
     frame = simulate_cohort(300, 2025)[0]

@@ -11,8 +11,9 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.helpers import registry_client, store_settings
-from womac.data.cohort import CohortError, model_input, read_cohort
+from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import FIELDS, PREDICTOR_NAMES, Role
+from womac.data.problems import CohortError
 from womac.data.simulate import simulate_cohort
 from womac.models.explain import explain
 from womac.models.store import connect, load_pipeline

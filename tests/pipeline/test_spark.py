@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.helpers import FRESH_SEED
-from womac.data.cohort import CohortError
 from womac.data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Role
+from womac.data.problems import CohortError
 from womac.data.simulate import simulate_cohort
 from womac.models.eligibility import protocol_from
 from womac.pipeline.detail import Detail

@@ -14,10 +14,11 @@ from mlflow import MlflowClient
 
 from womac.data.contract import FIELDS
 from womac.features.encoding import frame_columns
+from womac.models.answers import ANSWER_COLUMNS
 from womac.models.candidates import BLEND, CANDIDATES, COMPARATOR
 from womac.models.evaluation import SUBGROUPS
 from womac.models.explain import explain
-from womac.models.scoring import ANSWER_COLUMNS, Scorer
+from womac.models.scoring import Scorer
 from womac.models.store import REPORT_ARTIFACT, connect, load_pipeline
 from womac.settings import Settings
 

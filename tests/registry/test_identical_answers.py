@@ -22,8 +22,8 @@ from fastapi.testclient import TestClient
 from tests.registry.helpers import CHAMPION, read_export
 from womac.data.cohort import read_cohort
 from womac.data.contract import PREDICTOR_NAMES, as_request
+from womac.models.answers import ANSWER_COLUMNS
 from womac.models.eligibility import protocol_from
-from womac.models.scoring import ANSWER_COLUMNS
 from womac.models.store import connect
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort

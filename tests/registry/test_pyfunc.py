@@ -21,8 +21,9 @@ from sklearn.pipeline import Pipeline
 
 from tests.registry.helpers import CHAMPION, PROJECT, CleanPython, read_export
 from womac.data.contract import FIELDS, PREDICTOR_NAMES, Role
+from womac.models.answers import ANSWER_COLUMNS, CONTRIBUTION
 from womac.models.eligibility import protocol_from
-from womac.models.scoring import ANSWER_COLUMNS, CONTRIBUTION, Scorer
+from womac.models.scoring import Scorer
 from womac.models.store import connect
 from womac.settings import Settings
 

@@ -25,8 +25,8 @@ import pytest
 
 from tests.helpers import free_port, settings_env, womac_command
 from tests.registry.helpers import CHAMPION, read_export, wait_for
+from womac.models.answers import ANSWER_COLUMNS
 from womac.models.eligibility import protocol_from
-from womac.models.scoring import ANSWER_COLUMNS
 from womac.models.store import connect
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import LIST_SEPARATORS, score_cohort, score_columns

@@ -121,6 +121,11 @@ class PatientField:
         return self.kind in (Kind.NUMBER, Kind.INTEGER)
 
     @property
+    def is_text(self) -> bool:
+        """Whether a cohort holds the field as text (a category or an identifier)."""
+        return self.kind in (Kind.CATEGORY, Kind.IDENTIFIER)
+
+    @property
     def rule(self) -> str:
         """The rule a value must follow, in words (used in error messages)."""
         if self.kind is Kind.IDENTIFIER:

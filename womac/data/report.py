@@ -7,8 +7,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from womac.data.cohort import Cohort, Problem
+from womac.data.cohort import Cohort
 from womac.data.contract import FIELDS, Role
+from womac.data.problems import Problem
 
 
 @dataclass(slots=True)

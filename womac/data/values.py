@@ -30,8 +30,7 @@ def normalise_header(name: object) -> str:
 
 def unknown_column(spec: PatientField, index: pd.Index) -> pd.Series:
     """A field the input does not have: all unknown, typed as :func:`parse_column` types it."""
-    text = spec.kind in (Kind.CATEGORY, Kind.IDENTIFIER)
-    return pd.Series(np.nan, index=index, dtype=object if text else float)
+    return pd.Series(np.nan, index=index, dtype=object if spec.is_text else float)
 
 
 def parse_column(

@@ -101,7 +101,7 @@ class WomacModel(PythonModel):
 @contextmanager
 def _refusing() -> Iterator[None]:
     """The contract's refusal, as MLflow's tools expect an input error."""
-    from womac.data.cohort import CohortError
+    from womac.data.problems import CohortError
 
     try:
         yield

@@ -26,10 +26,11 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from womac.data.cohort import CohortError, patients_columns, read_patients
+from womac.data.cohort import patients_columns, read_patients
 from womac.data.contract import BASELINE_SUBSCALES, FIELD_BY_NAME, WOMAC_TOTAL_MAX, Kind
+from womac.data.problems import CohortError
 from womac.features.encoding import PatientEncoder, frame_columns
-from womac.models.answers import ANSWER_COLUMNS, CONTRIBUTION, Answers
+from womac.models.answers import Answers
 from womac.models.compiled import CompiledPatient
 from womac.models.eligibility import Protocol, assess, assess_record
 from womac.models.explain import Attributor
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
     import shap
 
 # Imported from here by the layers that use the scorer; defined where they are owned.
-__all__ = ["ANSWER_COLUMNS", "CONTRIBUTION", "Answers", "Scorer", "field_notes"]
 
 
 class Scorer:

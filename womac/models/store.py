@@ -78,7 +78,7 @@ def model_signature() -> ModelSignature:
     from mlflow.types import ColSpec, DataType, Schema
     from mlflow.types.schema import AnyType, Array
 
-    from womac.models.scoring import ANSWER_COLUMNS
+    from womac.models.answers import ANSWER_COLUMNS
 
     def output(name: str, kind: str) -> ColSpec:
         if kind == "array<string>":

@@ -73,7 +73,8 @@ def validate(
     file: Annotated[Path, typer.Argument(help="Cohort CSV to check.", show_default=False)],
 ) -> None:
     """Check a cohort CSV against the contract and print a data report."""
-    from womac.data.cohort import CohortError, inspect_cohort
+    from womac.data.cohort import inspect_cohort
+    from womac.data.problems import CohortError
     from womac.data.report import summarise
 
     try:
@@ -95,7 +96,7 @@ def train(
     ] = None,
 ) -> None:
     """Train, compare, log to MLflow and register a model."""
-    from womac.data.cohort import CohortError
+    from womac.data.problems import CohortError
     from womac.models.tracking import StoreUnavailableError
     from womac.pipeline.safety import StoreBusyError
     from womac.pipeline.train import TrainingError
@@ -154,7 +155,7 @@ def predict(
     ] = Detail.top3,
 ) -> None:
     """Score a cohort file with the champion (or another model)."""
-    from womac.data.cohort import CohortError
+    from womac.data.problems import CohortError
     from womac.models.tracking import StoreUnavailableError
     from womac.pipeline.engines import ModelUnavailableError, ScoringJob, score_file
     from womac.pipeline.spark import SparkEngineError

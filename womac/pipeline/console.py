@@ -16,7 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from womac.data.cohort import Cohort, Problem
+    from womac.data.cohort import Cohort
+    from womac.data.problems import Problem
     from womac.data.report import DataReport
     from womac.models.leftovers import Leftover
     from womac.models.registry import HandPromotion

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import pandas as pd
 
@@ -41,12 +44,14 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
-    """Write a CSV next to its destination, then rename it into place.
+@contextmanager
+def written_whole(path: Path) -> Iterator[TextIO]:
+    """A text stream for ``path``, renamed into place when the block ends, removed if it fails.
 
-    A crash or interrupt leaves either the old file or none, never half a file. The
-    temporary file's name holds this process (:func:`~womac.models.leftovers.temporary_prefix`),
-    so that if it is killed outright the next command writing here removes it.
+    The file is written beside its destination, so a crash or an interrupt leaves either the
+    old file or none, never half a file. The temporary file's name holds this process
+    (:func:`~womac.models.leftovers.temporary_prefix`), so that if it is killed outright the
+    next command writing here removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,8 +60,14 @@ def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
     )
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            spreadsheet_safe(frame).to_csv(stream, index=False, lineterminator=LINE_END)
+            yield stream
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:
+    """Write a spreadsheet-safe CSV whole or not at all (:func:`written_whole`)."""
+    with written_whole(path) as stream:
+        spreadsheet_safe(frame).to_csv(stream, index=False, lineterminator=LINE_END)

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
 
 import numpy as np
 import pandas as pd
 
-from womac.data.cohort import REQUIRED_PREDICTORS, CohortError, CohortReader
+from womac.data.cohort import REQUIRED_PREDICTORS, CohortReader
+from womac.data.problems import CohortError
 from womac.features.encoding import frame_columns
+from womac.models.answers import ANSWER_COLUMNS, CONTRIBUTION
 from womac.models.eligibility import Protocol
-from womac.models.leftovers import temporary_prefix
-from womac.models.scoring import ANSWER_COLUMNS, CONTRIBUTION, Scorer
+from womac.models.scoring import Scorer
 from womac.models.store import connect, load_pipeline
 from womac.pipeline.detail import Detail
-from womac.pipeline.files import LINE_END, spreadsheet_safe
+from womac.pipeline.files import LINE_END, spreadsheet_safe, written_whole
 
 TOP_CONTRIBUTIONS = 3
 # A CSV cell holds text: the answer's lists are joined with these.
@@ -94,7 +90,7 @@ def score_cohort(
     scorer = Scorer(load_pipeline(model_uri), protocol)
     out = Path(out)
     tally = _Tally()
-    with _written_whole(out) as stream:
+    with written_whole(out) as stream:
         for chunk in reader.chunks():
             output = score_frame(chunk.frame, scorer, detail)
             as_text(output).to_csv(
@@ -127,25 +123,6 @@ class _Tally:
         self.rows += len(output)
         self.scored += int(output["expected_improvement"].notna().sum())
         self.candidates += int(output["candidate"].sum())
-
-
-@contextmanager
-def _written_whole(out: Path) -> Iterator[TextIO]:
-    """A text stream for ``out``, renamed into place when the block ends, removed if it fails:
-    ``out`` is written whole or not at all."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # Named after this process: if it is killed outright, the next command writing here
-    # removes the scored rows it leaves (womac.models.leftovers).
-    handle, temporary = tempfile.mkstemp(
-        prefix=temporary_prefix(out.name), suffix=".tmp", dir=out.parent
-    )
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            yield stream
-        os.replace(temporary, out)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def score_frame(frame: pd.DataFrame, scorer: Scorer, detail: Detail = Detail.top3) -> pd.DataFrame:

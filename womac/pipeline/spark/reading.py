@@ -16,21 +16,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from womac.data.contract import FIELD_BY_NAME, FIELDS, Kind, Role
+from womac.data.contract import FIELD_BY_NAME, FIELDS, Role
 from womac.data.problems import Problem
 
 # The contract's parsing rules, the CSV reader's own: Parquet values go through the very
 # same functions rather than a copy of the rules.
-from womac.data.values import parse_column
+from womac.data.values import parse_column, unknown_column
 from womac.pipeline.spark.pieces import STAGED, Piece
 
 if TYPE_CHECKING:
     import pyarrow as pa
-
-
-def is_text(name: str) -> bool:
-    """Whether the contract holds this column as text (a category or an identifier)."""
-    return FIELD_BY_NAME[name].kind in (Kind.CATEGORY, Kind.IDENTIFIER)
 
 
 def read_piece(piece: Piece) -> tuple[pd.DataFrame, list[Problem]]:
@@ -82,8 +77,7 @@ def type_rows(
     problems: list[Problem] = []
     for spec in FIELDS:
         if spec.name not in columns:
-            dtype = object if is_text(spec.name) else float
-            typed[spec.name] = pd.Series(np.nan, index=index, dtype=dtype)
+            typed[spec.name] = unknown_column(spec, index)
             continue
         text = _as_text(table.column(columns[spec.name]))
         values, found, blank = parse_column(text, spec, rows)
@@ -106,6 +100,6 @@ def _staged_frame(table: pa.Table) -> pd.DataFrame:
     """A staged chunk back as the reader typed it (text as objects, unknown as NaN)."""
     frame = table.to_pandas()
     for name in frame.columns:
-        if is_text(str(name)):
+        if FIELD_BY_NAME[str(name)].is_text:
             frame[name] = frame[name].to_numpy(dtype=object, na_value=np.nan)
     return frame

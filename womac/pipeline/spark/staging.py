@@ -20,7 +20,6 @@ from womac.data.contract import FIELD_BY_NAME, FIELDS
 from womac.data.problems import CohortError, Problem
 from womac.data.values import normalise_header
 from womac.pipeline.spark.pieces import MAX_PIECES_PER_ROW_GROUP, STAGED, Piece, Plan
-from womac.pipeline.spark.reading import is_text
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -54,7 +53,7 @@ def stage_csv(reader: CohortReader, folder: Path, step: Callable[[str], None]) -
     import pyarrow.parquet as pq
 
     schema = pa.schema(
-        [(spec.name, pa.string() if is_text(spec.name) else pa.float64()) for spec in FIELDS]
+        [(spec.name, pa.string() if spec.is_text else pa.float64()) for spec in FIELDS]
     )
     folder.mkdir()
     pieces = []
