@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
+from pathlib import Path
 
 import pytest
 
+from womac.pipeline.files import written_whole
 from womac.pipeline.safety import (
     checkpoint,
     held_interrupts,
     interrupt_pending,
     interrupts_handled,
+    stop_if_interrupted,
 )
 
 
@@ -72,3 +76,25 @@ def test_the_previous_handlers_come_back() -> None:
     with interrupts_handled():
         pass
     assert {signum: signal.getsignal(signum) for signum in before} == before
+
+
+def test_an_interrupt_python_swallowed_still_stops_an_output_being_made_final(
+    tmp_path: Path,
+) -> None:
+    """Delivered inside a weakref or garbage-collection callback, ``KeyboardInterrupt`` is
+    printed as "Exception ignored" and the command carries on; the output is still not
+    renamed into place."""
+    out = tmp_path / "scores.csv"
+
+    def write_carrying_on_after_a_swallowed_interrupt() -> None:
+        with written_whole(out) as stream:
+            stream.write("patient_id\n")
+            with contextlib.suppress(KeyboardInterrupt):  # as Python does in a callback
+                deliver(signal.SIGTERM)
+            stream.write("p1\n")  # the command carried on
+
+    with interrupts_handled(), pytest.raises(KeyboardInterrupt, match="SIGTERM"):
+        write_carrying_on_after_a_swallowed_interrupt()
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
+    with interrupts_handled():
+        stop_if_interrupted()  # a later command starts afresh

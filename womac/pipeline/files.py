@@ -12,6 +12,7 @@ from typing import TextIO
 import pandas as pd
 
 from womac.models.leftovers import temporary_prefix
+from womac.pipeline.safety import stop_if_interrupted
 
 # Characters that make a spreadsheet read a cell as a formula (OWASP, "CSV Injection"):
 # =, +, -, @, and a tab or carriage return (which precede one), with their full-width forms.
@@ -61,6 +62,7 @@ def written_whole(path: Path) -> Iterator[TextIO]:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             yield stream
+        stop_if_interrupted()
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -155,10 +155,12 @@ def _clean_store(settings: Settings, uri: str, *, store_locked: bool, by: str) -
 
 @dataclass(slots=True)
 class _Interrupts:
-    """Whether interrupts are being held, and the name of one that arrived meanwhile."""
+    """Whether interrupts are being held, the name of one that arrived meanwhile, and of one
+    raised (which Python may have swallowed, see :func:`stop_if_interrupted`)."""
 
     held: bool = False
     pending: str | None = None
+    raised: str | None = None
 
 
 _state = _Interrupts()
@@ -169,6 +171,7 @@ def _on_interrupt(signum: int, frame: FrameType | None) -> None:
     if _state.held and _state.pending is None:
         _state.pending = name
         return
+    _state.raised = name
     raise KeyboardInterrupt(f"stopped by {name}")
 
 
@@ -184,7 +187,7 @@ def interrupts_handled() -> Iterator[None]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
-        _state.pending = None
+        _state.pending = _state.raised = None
 
 
 @contextmanager
@@ -207,6 +210,18 @@ def held_interrupts() -> Iterator[None]:
 def interrupt_pending() -> bool:
     """An interrupt is waiting for the next :func:`checkpoint`."""
     return _state.pending is not None
+
+
+def stop_if_interrupted() -> None:
+    """Raise again an interrupt that was raised but never unwound the command.
+
+    A signal that arrives while Python runs a garbage-collection or weakref callback (a
+    thread pool's, say) raises ``KeyboardInterrupt`` inside that callback, where Python
+    prints "Exception ignored" and carries on. Call this before making work final (renaming
+    an output into place), so that such an interrupt still stops it.
+    """
+    if _state.raised is not None:
+        raise KeyboardInterrupt(f"stopped by {_state.raised}")
 
 
 def checkpoint() -> None:

@@ -127,7 +127,10 @@ def check_replaceable(out: Path) -> None:
 
 def replace(scores: Path, out: Path, work: Path) -> None:
     """Move the finished output into place, replacing a previous one as one rename."""
+    from womac.pipeline.safety import stop_if_interrupted
+
     check_replaceable(out)
+    stop_if_interrupted()
     if not (out.exists() or out.is_symlink()):
         os.replace(scores, out)
         return
