@@ -183,17 +183,19 @@ def test_koos_items_give_the_womac_subscales_by_hand(tmp_path: Path) -> None:
     assert (problem.column, problem.lines) == ("KOOS P5 (koos_P5_0)", (5,))
 
 
-def test_redcap_long_form_becomes_one_row_per_record(tmp_path: Path) -> None:
-    text = """
+REDCAP = """
 [columns]
 patient_id = "record_id"
-age = "age"
 womac_pain_0 = "womac_pain"
 womac_pain_12 = "womac_pain"
 [redcap]
 baseline = "baseline_arm_1"
 follow_up = "month_12_arm_1"
 """
+
+
+def test_redcap_long_form_becomes_one_row_per_record(tmp_path: Path) -> None:
+    text = REDCAP.replace("[columns]", '[columns]\nage = "age"')
     export = pd.DataFrame(
         {
             "record_id": ["1", "1", "2", "3", "3"],
@@ -220,15 +222,6 @@ follow_up = "month_12_arm_1"
 
 
 def test_a_redcap_follow_up_without_its_baseline_is_reported(tmp_path: Path) -> None:
-    text = """
-[columns]
-patient_id = "record_id"
-womac_pain_0 = "womac_pain"
-womac_pain_12 = "womac_pain"
-[redcap]
-baseline = "baseline_arm_1"
-follow_up = "month_12_arm_1"
-"""
     export = pd.DataFrame(
         {
             "record_id": ["1", "1", "1", "9"],
@@ -241,7 +234,7 @@ follow_up = "month_12_arm_1"
             "womac_pain": ["12", "11", "5", "4"],
         }
     )
-    problems = mapping(tmp_path, text).apply(export, lines(export)).problems
+    problems = mapping(tmp_path, REDCAP).apply(export, lines(export)).problems
     assert [(p.column, p.lines) for p in problems] == [
         ("patient_id", (2, 3)),
         ("patient_id", (5,)),

@@ -56,6 +56,16 @@ def _read(model: Any, columns: np.ndarray) -> set[str]:
     return {field_of(column) for column, weight in zip(columns, weights, strict=True) if weight}
 
 
+def assert_contributions_exactly_where_read(explanation: Any, read: set[str], what: str) -> None:
+    """Every field the model reads contributes for some patient; every other, exactly zero."""
+    for column, field in enumerate(PREDICTOR_NAMES):
+        values = explanation.contributions[:, column]
+        if field in read:
+            assert np.any(values != 0), f"{what}: {field} is read but never contributes"
+        else:
+            assert np.all(values == 0), f"{what}: {field} is not read but contributes"
+
+
 @pytest.mark.parametrize("name", TRAINED)
 def test_one_contribution_per_field_adding_up_to_the_prediction(
     trained: Any, fresh_patients: pd.DataFrame, name: str
@@ -79,13 +89,7 @@ def test_fields_a_model_does_not_use_contribute_exactly_zero(
 ) -> None:
     pipeline = candidate(trained, name)
     explanation = explain(pipeline, fresh_patients.iloc[:EXPLAINED_PATIENTS])
-    used = fields_used(pipeline)
-    for column, field in enumerate(PREDICTOR_NAMES):
-        values = explanation.contributions[:, column]
-        if field in used:
-            assert np.any(values != 0), f"{name}: {field} is used but never contributes"
-        else:
-            assert np.all(values == 0), f"{name}: {field} is unused but contributes"
+    assert_contributions_exactly_where_read(explanation, fields_used(pipeline), name)
 
 
 def test_a_field_given_to_trees_that_never_split_on_it_contributes_exactly_zero(
@@ -106,24 +110,14 @@ def test_a_field_given_to_trees_that_never_split_on_it_contributes_exactly_zero(
     assert len(unsplit) >= len(PREDICTOR_NAMES) - 3  # stumps: at most 3 fields split on
 
     explanation = explain(pipeline, fresh_patients.iloc[:EXPLAINED_PATIENTS])
-    for column, field in enumerate(PREDICTOR_NAMES):
-        values = explanation.contributions[:, column]
-        if field in split_on:
-            assert np.any(values != 0), f"{field} is split on but never contributes"
-        else:
-            assert np.all(values == 0), f"{field} is never split on but contributes"
+    assert_contributions_exactly_where_read(explanation, split_on, "stumps")
 
 
 def test_baseline_womac_comparator_is_explained_by_the_three_baseline_subscales_only(
     trained: Any, fresh_patients: pd.DataFrame
 ) -> None:
     explanation = explain(candidate(trained, "baseline_womac"), fresh_patients)
-    for column, field in enumerate(PREDICTOR_NAMES):
-        values = explanation.contributions[:, column]
-        if field in BASELINE_SUBSCALES:
-            assert np.any(values != 0), field
-        else:
-            assert np.all(values == 0), field
+    assert_contributions_exactly_where_read(explanation, set(BASELINE_SUBSCALES), "comparator")
 
 
 def test_mean_model_attributes_nothing_to_any_field(

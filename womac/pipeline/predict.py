@@ -89,30 +89,24 @@ def score_cohort(
     connect(tracking_uri)
     scorer = Scorer(load_pipeline(model_uri), protocol)
     out = Path(out)
-    tally = _Tally()
+    counts = Counts()
     with written_whole(out) as stream:
         for chunk in reader.chunks():
             output = score_frame(chunk.frame, scorer, detail)
             as_text(output).to_csv(
-                stream, index=False, header=tally.rows == 0, lineterminator=LINE_END
+                stream, index=False, header=counts.rows == 0, lineterminator=LINE_END
             )
-            tally.add(output)
+            counts.add(output)
         problems = reader.problems()
         if problems:
             raise CohortError(reader.source, problems)
-    return BatchSummary(
-        rows=tally.rows,
-        scored=tally.scored,
-        candidates=tally.candidates,
-        out=out,
-        model_uri=model_uri,
-        notes=list(reader.notes),
-    )
+    return counts.summary(out, model_uri, list(reader.notes))
 
 
 @dataclass(slots=True)
-class _Tally:
-    """Rows written so far, how many were scored, and how many are candidates."""
+class Counts:
+    """Rows written, how many were scored, and how many are protocol candidates (both
+    engines count their output with this)."""
 
     rows: int = 0
     scored: int = 0
@@ -123,6 +117,10 @@ class _Tally:
         self.rows += len(output)
         self.scored += int(output["expected_improvement"].notna().sum())
         self.candidates += int(output["candidate"].sum())
+
+    def summary(self, out: Path, model_uri: str, notes: list[str]) -> BatchSummary:
+        """The batch's summary, naming the output ``out``."""
+        return BatchSummary(self.rows, self.scored, self.candidates, out, model_uri, notes)
 
 
 def score_frame(frame: pd.DataFrame, scorer: Scorer, detail: Detail = Detail.top3) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from womac.models.leftovers import temporary_prefix
-from womac.pipeline.predict import BatchSummary
+from womac.pipeline.predict import Counts
 from womac.pipeline.spark.errors import SparkEngineError
 
 
@@ -33,26 +33,6 @@ class Target:
         target = cls(path=Path(out).absolute(), shown=Path(out))
         check_replaceable(target.path)
         return target
-
-
-@dataclass(frozen=True, slots=True)
-class Written:
-    """Rows, scored rows and protocol candidates of a written output."""
-
-    rows: int
-    scored: int
-    candidates: int
-
-    def summary(self, out: Path, model_uri: str, notes: list[str]) -> BatchSummary:
-        """The batch's summary, naming the output ``out``."""
-        return BatchSummary(
-            rows=self.rows,
-            scored=self.scored,
-            candidates=self.candidates,
-            out=out,
-            model_uri=model_uri,
-            notes=notes,
-        )
 
 
 class Workspace:
@@ -87,7 +67,7 @@ class Workspace:
         assert self.path is not None, "create the work folder first"
         return self.path / "scores"
 
-    def publish(self) -> Written:
+    def publish(self) -> Counts:
         """Count the finished scores and move them into place (see :func:`replace`)."""
         written = count(self.scores)
         assert self.path is not None
@@ -95,7 +75,7 @@ class Workspace:
         return written
 
 
-def count(scores: Path) -> Written:
+def count(scores: Path) -> Counts:
     """Rows, scored rows and protocol candidates of a written output."""
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -103,7 +83,7 @@ def count(scores: Path) -> Written:
     table = pq.read_table(scores, columns=["expected_improvement", "candidate"])
     scored = pc.sum(pc.is_finite(table.column("expected_improvement"))).as_py() or 0
     candidates = pc.sum(table.column("candidate")).as_py() or 0
-    return Written(rows=table.num_rows, scored=int(scored), candidates=int(candidates))
+    return Counts(rows=table.num_rows, scored=int(scored), candidates=int(candidates))
 
 
 def is_scores_directory(path: Path) -> bool:
