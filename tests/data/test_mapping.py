@@ -241,3 +241,44 @@ def test_a_redcap_follow_up_without_its_baseline_is_reported(tmp_path: Path) -> 
     ]
     assert "more than one 'baseline_arm_1' row" in problems[0].rule
     assert "no 'baseline_arm_1' row" in problems[1].rule
+
+
+def test_a_renamed_and_coded_export_reads_as_the_same_cohort_as_the_contract_csv(
+    tmp_path: Path,
+) -> None:
+    from womac.data.cohort import Layout, read_cohort
+    from womac.data.simulate import simulate_cohort
+
+    frame, _ = simulate_cohort(200, 99)
+    frame.to_csv(tmp_path / "contract.csv", index=False)
+    clinic = frame.rename(
+        columns={"patient_id": "ID", "age": "Age", "sex": "Sex (1=M,2=F)", "bmi": "BMI (kg/m2)"}
+    )
+    clinic["Sex (1=M,2=F)"] = clinic["Sex (1=M,2=F)"].map({"male": 1, "female": 2})
+    clinic["Surgeon"] = "Dr A"
+    clinic.to_csv(tmp_path / "clinic.csv", index=False)
+    text = (
+        '[columns]\npatient_id = "ID"\nage = "Age"\nsex = "Sex (1=M,2=F)"\nbmi = "BMI (kg/m2)"\n'
+    )
+    text += "".join(
+        f'{name} = "{name}"\n'
+        for name in frame.columns
+        if name not in ("patient_id", "age", "sex", "bmi")
+    )
+    text += '[codes.sex]\n1 = "male"\n2 = "female"\n'
+    layout = Layout(mapping=mapping(tmp_path, text))
+
+    expected = read_cohort(tmp_path / "contract.csv", require_outcomes=True)
+    cohort = read_cohort(tmp_path / "clinic.csv", require_outcomes=True, layout=layout)
+    pd.testing.assert_frame_equal(cohort.frame, expected.frame)
+    assert "ignored 1 column(s) not in the contract: Surgeon" in cohort.notes
+
+
+def test_a_mapping_naming_a_missing_column_refuses_the_file_naming_it(tmp_path: Path) -> None:
+    from womac.data.cohort import Layout, read_cohort
+    from womac.data.problems import CohortError
+
+    (tmp_path / "clinic.csv").write_text("ID,Age\np1,61\n")
+    layout = Layout(mapping=mapping(tmp_path, '[columns]\npatient_id = "ID"\nbmi = "BMI"\n'))
+    with pytest.raises(CohortError, match="names column 'BMI', which the file does not have"):
+        read_cohort(tmp_path / "clinic.csv", layout=layout)

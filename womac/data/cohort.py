@@ -29,7 +29,8 @@ from womac.data.contract import (
     Kind,
     Role,
 )
-from womac.data.csv_export import CsvExport
+from womac.data.exports import open_export
+from womac.data.mapping import ColumnMapping
 from womac.data.problems import CohortError, Problem, ProblemLog
 from womac.data.values import normalise_header, parse_column, unknown_column
 
@@ -127,16 +128,29 @@ def model_input(patients: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, index=patients.index)
 
 
-def read_cohort(path: str | Path, *, require_outcomes: bool = False) -> Cohort:
-    """Read and validate a cohort CSV; refuse it with every problem listed.
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a clinic's export is laid out when it is not a contract CSV: the sheet of a
+    workbook to read (the first by default), and the mapping of its columns and codes."""
+
+    sheet: str | None = None
+    mapping: ColumnMapping | None = None
+
+
+def read_cohort(
+    path: str | Path, *, require_outcomes: bool = False, layout: Layout = Layout()
+) -> Cohort:
+    """Read and validate a cohort export; refuse it with every problem listed.
 
     Parameters
     ----------
     path
-        CSV export: comma, semicolon or tab separated; UTF-8 (with or without BOM), UTF-16
-        or Latin-1.
+        CSV export (comma, semicolon or tab separated; UTF-8 with or without BOM, UTF-16 or
+        Latin-1), a workbook (.xlsx, .xlsm, .xls, .ods) or a Parquet file.
     require_outcomes
         Whether the 12-month subscale columns must be present (training needs them).
+    layout
+        The sheet and the mapping, for an export that is not laid out as the contract.
 
     Returns
     -------
@@ -148,16 +162,16 @@ def read_cohort(path: str | Path, *, require_outcomes: bool = False) -> Cohort:
     CohortError
         With every problem found, when the file breaks the contract.
     """
-    cohort, problems = inspect_cohort(path, require_outcomes=require_outcomes)
+    cohort, problems = inspect_cohort(path, require_outcomes=require_outcomes, layout=layout)
     if problems:
         raise CohortError(cohort.source, problems)
     return cohort
 
 
 def inspect_cohort(
-    path: str | Path, *, require_outcomes: bool = False
+    path: str | Path, *, require_outcomes: bool = False, layout: Layout = Layout()
 ) -> tuple[Cohort, list[Problem]]:
-    """Read a cohort CSV and list its problems without refusing it (for data reports).
+    """Read a cohort export and list its problems without refusing it (for data reports).
 
     Values that break a rule are typed as unknown in the returned cohort. The file is read
     in chunks, so only the typed values of the whole cohort are held at once.
@@ -167,7 +181,7 @@ def inspect_cohort(
     CohortError
         When the file cannot be read as a table at all (empty, binary, no header).
     """
-    reader = CohortReader(path, require_outcomes=require_outcomes)
+    reader = CohortReader(path, require_outcomes=require_outcomes, layout=layout)
     chunks = list(reader.chunks())
     frame = pd.concat([chunk.frame for chunk in chunks], ignore_index=True)
     lines = np.concatenate([chunk.lines for chunk in chunks])
@@ -175,44 +189,62 @@ def inspect_cohort(
 
 
 class CohortReader:
-    """Streams a cohort CSV as chunks of typed rows, collecting every problem on the way.
+    """Streams a cohort export as chunks of typed rows, collecting every problem on the way.
 
-    The header, encoding and separator are checked when the reader is made; each chunk is
-    then typed against the contract. :meth:`problems` lists all problems of the rows read so
-    far, merged per column and rule, with their file lines.
+    The file's header (and, for a CSV, its encoding and separator) is checked when the reader
+    is made; each chunk is then mapped (when the layout has a mapping) and typed against the
+    contract. :meth:`problems` lists all problems of the rows read so far, merged per column
+    and rule, with their places in the file.
 
     Parameters
     ----------
     path
-        The CSV file.
+        The export: CSV, workbook or Parquet (:mod:`womac.data.exports`).
     require_outcomes
         Whether the 12-month subscale columns must be present.
     chunk_rows
         Rows per chunk.
+    layout
+        The sheet and the mapping, for an export not laid out as the contract.
 
     Raises
     ------
     CohortError
-        When the file cannot be read as a table (missing, empty, binary, no header).
+        When the file cannot be read as a table (missing, empty, binary, no header), or the
+        mapping names columns the file does not have.
     """
 
     def __init__(
-        self, path: str | Path, *, require_outcomes: bool = False, chunk_rows: int = CHUNK_ROWS
+        self,
+        path: str | Path,
+        *,
+        require_outcomes: bool = False,
+        chunk_rows: int = CHUNK_ROWS,
+        layout: Layout = Layout(),
     ) -> None:
         self.path = Path(path)
-        self.source = self.path.name
         self.require_outcomes = require_outcomes
         self.chunk_rows = chunk_rows
-        self.export = CsvExport.open(self.path)
-        self.notes: list[str] = [self.export.encoding_note] if self.export.encoding_note else []
-        self._problems = ProblemLog()
+        self.layout = layout
+        self.export = open_export(self.path, layout.sheet)
+        self.source = self.export.source
+        self.notes: list[str] = list(self.export.notes)
+        self._problems = ProblemLog(self.export.place)
         # Required predictors left blank: those rows are not used, the file is not refused.
-        self._unusable = ProblemLog()
+        self._unusable = ProblemLog(self.export.place)
         self.rows = 0
-        self.columns = [normalise_header(name) for name in self.export.header]
+        header = self.export.header
+        if layout.mapping is None:
+            self.columns = [normalise_header(name) for name in header]
+            self.notes.extend(_ignored_columns(header, self.columns))
+        else:
+            missing = layout.mapping.missing_headers(header)
+            if missing:
+                raise CohortError(self.source, missing)
+            self.columns = layout.mapping.fields()
+            self.notes.extend(_ignored_columns(header, layout.mapping.reads(header)))
         self.known = [c for c in self.columns if c in FIELD_BY_NAME]
         _refuse_unusable_header(self.source, self.known)
-        self.notes.extend(_ignored_columns(self.columns))
         required = [
             f for f in FIELDS if f.required or (require_outcomes and f.role is Role.OUTCOME)
         ]
@@ -222,21 +254,35 @@ class CohortReader:
 
     def chunks(self) -> Iterator[Cohort]:
         """The typed rows, ``chunk_rows`` at a time (values breaking a rule typed unknown)."""
-        width = self.export.width
-        cells: list[list[str]] = []
-        lines: list[int] = []
-        for row, line in self.export.rows(self._problems):
-            cells.append(row)
-            lines.append(line)
-            if len(cells) == self.chunk_rows:
-                yield self._type(cells, lines, width)
-                cells, lines = [], []
-        if cells or self.rows == 0:
-            yield self._type(cells, lines, width)
+        for table, lines in self._tables():
+            yield self._type(table, lines)
+        if self.rows == 0:
+            yield self._type(pd.DataFrame(columns=self.columns), np.zeros(0, dtype=int))
 
-    def _type(self, cells: list[list[str]], lines: list[int], width: int) -> Cohort:
-        table = pd.DataFrame(cells, columns=self.columns[:width], dtype=object)
-        numbers = np.asarray(lines, dtype=int)
+    def _tables(self) -> Iterator[tuple[pd.DataFrame, np.ndarray]]:
+        """The export's cells as text under contract names, with each row's place."""
+        raw = self.export.chunks(self.chunk_rows, self._problems)
+        mapping = self.layout.mapping
+        if mapping is None:
+            for table, lines in raw:
+                yield table.set_axis(self.columns[: table.shape[1]], axis=1), lines
+            return
+        header = self.export.header
+        named: Iterator[tuple[pd.DataFrame, np.ndarray]] = (
+            (t.set_axis(header[: t.shape[1]], axis=1), lines) for t, lines in raw
+        )
+        if mapping.redcap is not None:  # a record's event rows may be anywhere in the file
+            tables = list(named)
+            whole = pd.concat([t for t, _ in tables], ignore_index=True) if tables else None
+            lines = np.concatenate([n for _, n in tables]) if tables else np.zeros(0, int)
+            named = iter([] if whole is None else [(whole, lines)])
+        for table, lines in named:
+            mapped = mapping.apply(table, lines)
+            for problem in mapped.problems:
+                self._problems.add(problem)
+            yield mapped.frame, mapped.lines
+
+    def _type(self, table: pd.DataFrame, numbers: np.ndarray) -> Cohort:
         self.rows += len(table)
         typed: dict[str, pd.Series] = {}
         for spec in FIELDS:
@@ -263,11 +309,24 @@ class CohortReader:
         )
 
     def problems(self) -> list[Problem]:
-        """Every problem found so far, one per column and rule, with all its lines."""
-        found = self._problems.problems()
+        """Every problem found so far, one per column and rule, with all its places."""
+        found = [self._placed(problem) for problem in self._problems.problems()]
         if self.rows == 0 and not any(p.column == "file" for p in found):
             found.append(Problem("file", "has no data rows"))
         return found
+
+    def _placed(self, problem: Problem) -> Problem:
+        """A field's problem naming where its column is, where the format has letters
+        (a sheet's column C) and the field comes from one column."""
+        if problem.column not in FIELD_BY_NAME:
+            return problem
+        mapping = self.layout.mapping
+        if mapping is None:
+            position = self.columns.index(problem.column) if problem.column in self.columns else -1
+        else:
+            position = mapping.position(problem.column, self.export.header)
+        where = self.export.column_place(position) if position >= 0 else ""
+        return replace(problem, column=f"{problem.column} ({where})") if where else problem
 
     def finish(self, frame: pd.DataFrame, lines: np.ndarray) -> Cohort:
         """The whole cohort, with the notes that need all of it."""
@@ -308,13 +367,14 @@ def _refuse_unusable_header(source: str, known: list[str]) -> None:
         )
 
 
-def _ignored_columns(columns: list[str]) -> list[str]:
-    """Notes on the header's columns that are not read: outside the contract, or unnamed."""
+def _ignored_columns(header: list[str], read: list[str]) -> list[str]:
+    """Notes on the header's columns that are not read (outside the contract or the mapping,
+    or unnamed), named as the file writes them."""
     notes = []
-    extra = [c for c in columns if c not in FIELD_BY_NAME and c]
-    unnamed = sum(1 for c in columns if not c)
+    extra = [h for h, r in zip(header, read, strict=True) if h.strip() and r not in FIELD_BY_NAME]
+    unnamed = sum(1 for h in header if not h.strip())
     if extra:
-        shown = ", ".join(name[:40] for name in extra[:10])
+        shown = ", ".join(name.strip()[:40] for name in extra[:10])
         notes.append(f"ignored {len(extra)} column(s) not in the contract: {shown}")
     if unnamed:
         notes.append(f"ignored {unnamed} column(s) with no name in the header")

@@ -220,17 +220,47 @@ class ColumnMapping(_Table):
         return named
 
     def missing_headers(self, header: Iterable[str]) -> list[Problem]:
-        """A problem for each column the mapping names that the export does not have.
+        """A problem for each column the mapping names that the export does not have, or
+        has twice (which one would it be?).
 
         KOOS items may be absent (never asked counts as unanswered); the KOOS scoring rule
         then decides whether a subscale can be scored.
         """
-        present = {_fold(name) for name in header}
-        return [
-            Problem("mapping", f"{where} names column {name!r}, which the file does not have")
-            for name, where in self.headers()
-            if _fold(name) not in present
-        ]
+        folded = [_fold(name) for name in header]
+        problems = []
+        for name, where in self.headers():
+            count = folded.count(_fold(name))
+            if count != 1:
+                why = "which the file does not have" if not count else "which the file has twice"
+                problems.append(Problem("mapping", f"{where} names column {name!r}, {why}"))
+        return problems
+
+    def fields(self) -> list[str]:
+        """The contract fields this mapping gives, in the contract's order."""
+        given = set(self.columns) | set(self.checkboxes)
+        if self.bmi is not None:
+            given.add("bmi")
+        for when in self.koos_columns():
+            given |= set(BASELINE_SUBSCALES if when == "baseline" else FOLLOW_UP_SUBSCALES)
+        return [name for name in FIELD_BY_NAME if name in given]
+
+    def reads(self, header: list[str]) -> list[str]:
+        """For each header cell, a contract field it is read for ("" when it is not read)."""
+        read: dict[str, str] = {}
+        for name, where in self.headers():
+            read.setdefault(_fold(name), where.split()[-1])
+        for when, columns in self.koos_columns().items():
+            subscale = BASELINE_SUBSCALES[0] if when == "baseline" else FOLLOW_UP_SUBSCALES[0]
+            for column in columns.values():
+                read.setdefault(_fold(column), subscale)
+        return [read.get(_fold(cell), "") for cell in header]
+
+    def position(self, name: str, header: list[str]) -> int:
+        """Where in ``header`` the one column holding ``name`` is, or -1 when the field is
+        derived from several (BMI from height and weight, WOMAC from KOOS items)."""
+        source = self.columns.get(name) or self.checkboxes.get(name)
+        folded = [_fold(cell) for cell in header]
+        return folded.index(_fold(source)) if source and _fold(source) in folded else -1
 
     def apply(self, export: pd.DataFrame, lines: np.ndarray) -> Mapped:
         """The export's rows in the contract's names and units, still as text.
