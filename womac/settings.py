@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         "included) after its held-out evaluation; otherwise serve the training-split fit.",
     )
 
+    promote: bool = Field(
+        default=True,
+        description="Make a new version the champion when it passes the gates; false "
+        "registers it without moving the alias (womac train --no-promote).",
+    )
     gate_slope_min: float = Field(default=0.8, description="Promotion: lowest calibration slope.")
     gate_slope_max: float = Field(
         default=1.25, description="Promotion: highest calibration slope."

@@ -40,6 +40,33 @@ REQUIRED_PREDICTORS: tuple[str, ...] = tuple(
 CHUNK_ROWS = 100_000
 
 
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """How a clinic's export is laid out when it is not a contract CSV: the sheet of a
+    workbook to read (the first by default), and the mapping of its columns and codes (with
+    the file it was read from, which a training run logs)."""
+
+    sheet: str | None = None
+    mapping: ColumnMapping | None = None
+    mapping_file: Path | None = None
+
+    @classmethod
+    def read(cls, sheet: str | None = None, mapping_file: Path | None = None) -> Layout:
+        """The layout of these options; the mapping file is read and checked now.
+
+        Raises
+        ------
+        womac.data.mapping.MappingError
+            When the mapping file cannot be used.
+        """
+        mapping = ColumnMapping.read(mapping_file) if mapping_file is not None else None
+        return cls(sheet, mapping, mapping_file)
+
+
+AS_CONTRACT = Layout()
+"""The layout of an export written as the contract: its first sheet, no mapping."""
+
+
 @dataclass(slots=True)
 class Cohort:
     """A validated cohort: typed contract columns, one row per treated joint.
@@ -57,6 +84,8 @@ class Cohort:
         The file's name, for messages.
     notes
         Warnings for the user: ignored columns, rows that cannot be used and why.
+    layout
+        How the file was read (its sheet and mapping), for the training run's record.
     """
 
     frame: pd.DataFrame
@@ -64,6 +93,7 @@ class Cohort:
     present: frozenset[str]
     source: str
     notes: list[str] = field(default_factory=list)
+    layout: Layout = field(default_factory=Layout)
 
     def __len__(self) -> int:
         return len(self.frame)
@@ -128,17 +158,8 @@ def model_input(patients: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(columns, index=patients.index)
 
 
-@dataclass(frozen=True, slots=True)
-class Layout:
-    """How a clinic's export is laid out when it is not a contract CSV: the sheet of a
-    workbook to read (the first by default), and the mapping of its columns and codes."""
-
-    sheet: str | None = None
-    mapping: ColumnMapping | None = None
-
-
 def read_cohort(
-    path: str | Path, *, require_outcomes: bool = False, layout: Layout = Layout()
+    path: str | Path, *, require_outcomes: bool = False, layout: Layout = AS_CONTRACT
 ) -> Cohort:
     """Read and validate a cohort export; refuse it with every problem listed.
 
@@ -169,7 +190,7 @@ def read_cohort(
 
 
 def inspect_cohort(
-    path: str | Path, *, require_outcomes: bool = False, layout: Layout = Layout()
+    path: str | Path, *, require_outcomes: bool = False, layout: Layout = AS_CONTRACT
 ) -> tuple[Cohort, list[Problem]]:
     """Read a cohort export and list its problems without refusing it (for data reports).
 
@@ -220,7 +241,7 @@ class CohortReader:
         *,
         require_outcomes: bool = False,
         chunk_rows: int = CHUNK_ROWS,
-        layout: Layout = Layout(),
+        layout: Layout = AS_CONTRACT,
     ) -> None:
         self.path = Path(path)
         self.require_outcomes = require_outcomes
@@ -306,6 +327,7 @@ class CohortReader:
             present=frozenset(self.known),
             source=self.source,
             notes=self.notes,
+            layout=self.layout,
         )
 
     def problems(self) -> list[Problem]:
@@ -340,6 +362,7 @@ class CohortReader:
             present=frozenset(self.known),
             source=self.source,
             notes=notes,
+            layout=self.layout,
         )
         if cohort.has_outcomes:
             lost = int(cohort.lost_to_follow_up.sum())

@@ -18,6 +18,7 @@ import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -30,6 +31,8 @@ from womac.data.contract import (
     PatientField,
     Role,
 )
+from womac.data.exports import open_export
+from womac.data.problems import ProblemLog
 
 MAX_CODES = 20  # a column with more distinct values than this is not coded
 _BRACKETED = re.compile(r"[\(\[\{][^\)\]\}]*[\)\]\}]")
@@ -100,12 +103,30 @@ class Suggestion:
         return "\n".join(lines) + "\n"
 
 
+SAMPLED_ROWS = 100_000  # codes are read from the first rows of a larger export
+
+
+def suggest_for_export(path: Path, sheet: str | None = None) -> Suggestion:
+    """A starting mapping for the export at ``path`` (any format :func:`open_export` reads).
+
+    Raises
+    ------
+    CohortError
+        When the file cannot be read as a table.
+    """
+    export = open_export(path, sheet)
+    chunk = next(export.chunks(SAMPLED_ROWS, ProblemLog()), None)
+    table = pd.DataFrame(columns=range(len(export.header))) if chunk is None else chunk[0]
+    return suggest_mapping(table.set_axis(export.header[: table.shape[1]], axis=1))
+
+
 def suggest_mapping(export: pd.DataFrame) -> Suggestion:
     """A starting mapping for ``export`` (its cells as text, its headers as written)."""
     suggestion = Suggestion()
-    for header in map(str, export.columns):
+    for position, header in enumerate(map(str, export.columns)):
+        values = export.iloc[:, position]
         if header_key(header) == _REDCAP_EVENT:
-            suggestion.redcap_events = _distinct(export[header])[:MAX_CODES]
+            suggestion.redcap_events = _distinct(values)[:MAX_CODES]
             continue
         name = _place(header, taken=set(suggestion.columns))
         if name is None:
@@ -114,7 +135,7 @@ def suggest_mapping(export: pd.DataFrame) -> Suggestion:
                 suggestion.unplaced.append(header)
             continue
         suggestion.columns[name] = header
-        _suggest_codes(name, header, export[header], suggestion)
+        _suggest_codes(name, header, values, suggestion)
     if suggestion.redcap_events:
         _read_both_times(suggestion)
     return suggestion

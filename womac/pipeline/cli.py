@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -23,11 +23,68 @@ from womac.pipeline.console import (
     show_promoted,
     show_report,
     show_scored,
+    show_suggestion,
     show_training,
 )
 from womac.pipeline.detail import Detail
 from womac.pipeline.engines import Engine
 from womac.pipeline.exits import command_settings, interruptible, refuse
+
+if TYPE_CHECKING:
+    from womac.data.cohort import Layout
+
+Sheet = Annotated[
+    str | None,
+    typer.Option(help="Sheet of a workbook to read (.xlsx, .xls, .ods); default: the first."),
+]
+MappingFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--mapping",
+        help="TOML file mapping the export's columns and codes to the contract (see README: "
+        "Bringing your clinic's export; `womac validate FILE --suggest-mapping` starts one).",
+    ),
+]
+
+Seed = Annotated[int | None, typer.Option(help="Seed of every random choice.")]
+Folds = Annotated[int | None, typer.Option(min=2, max=20, help="Cross-validation folds.")]
+Experiment = Annotated[str | None, typer.Option(help="MLflow experiment to log to.")]
+TrackingUri = Annotated[
+    str | None, typer.Option(help="MLflow tracking URI (a SQLite file, a server, ...).")
+]
+Promote = Annotated[
+    bool,
+    typer.Option(
+        "--promote/--no-promote",
+        help="Make the new version the champion when it passes the gates.",
+    ),
+]
+
+ModelUri = Annotated[
+    str | None, typer.Option(help="Model to use; default: the registered champion.")
+]
+EngineOption = Annotated[
+    Engine,
+    typer.Option(
+        "--engine",
+        help="single: this process. spark: a Spark cluster, for registry-scale cohorts "
+        "(needs the spark extra and Java).",
+    ),
+]
+Master = Annotated[
+    str | None,
+    typer.Option(
+        help="Spark master for --engine spark (local[2], spark://host:7077, yarn, ...); "
+        "default WOMAC_SPARK_MASTER, else SPARK_MASTER, else local[*]."
+    ),
+]
+Explanation = Annotated[
+    Detail,
+    typer.Option(
+        help="top3: the three largest contributions per patient. full: the base value and "
+        "one contribution_<field> column per contract field (base + sum = estimate)."
+    ),
+]
 
 app = typer.Typer(
     name="womac",
@@ -36,6 +93,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+def _show_version(asked: bool) -> None:
+    if asked:
+        from importlib.metadata import version
+
+        console.print(f"womac {version('womac')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_show_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Predict and explain 12-month WOMAC improvement after MSC therapy."""
 
 
 @app.command()
@@ -70,15 +147,42 @@ def simulate(
 
 @app.command()
 def validate(
-    file: Annotated[Path, typer.Argument(help="Cohort CSV to check.", show_default=False)],
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="Cohort export to check: CSV, workbook or Parquet.", show_default=False
+        ),
+    ],
+    sheet: Sheet = None,
+    mapping: MappingFile = None,
+    suggest_mapping: Annotated[
+        Path | None,
+        typer.Option(
+            help="Write a starting mapping for this export (from its headers and codes) to "
+            "this TOML file, for you to check; the file itself is not validated.",
+        ),
+    ] = None,
 ) -> None:
-    """Check a cohort CSV against the contract and print a data report."""
+    """Check a cohort export against the contract and print a data report."""
     from womac.data.cohort import inspect_cohort
     from womac.data.problems import CohortError
     from womac.data.report import summarise
+    from womac.data.suggest import suggest_for_export
+    from womac.pipeline.files import written_whole
 
+    if suggest_mapping is not None:
+        with interruptible("no mapping was written", writing=str(suggest_mapping)):
+            try:
+                suggestion = suggest_for_export(file, sheet)
+            except CohortError as error:
+                raise refuse(error) from None
+            with written_whole(suggest_mapping) as stream:
+                stream.write(suggestion.toml(file.name))
+        show_suggestion(suggestion, suggest_mapping)
+        return
+    layout = _layout(sheet, mapping)
     try:
-        cohort, problems = inspect_cohort(file)
+        cohort, problems = inspect_cohort(file, layout=layout)
     except CohortError as error:
         raise refuse(error) from None
     show_report(summarise(cohort, problems), cohort)
@@ -88,21 +192,52 @@ def validate(
     console.print("[green]The cohort follows the contract.[/]")
 
 
+def _layout(sheet: str | None, mapping: Path | None) -> Layout:
+    from womac.data.cohort import Layout
+    from womac.data.mapping import MappingError
+
+    try:
+        return Layout.read(sheet, mapping)
+    except MappingError as error:
+        raise refuse(error) from None
+
+
 @app.command()
 def train(
     data: Annotated[
         Path | None,
-        typer.Option(help="Cohort CSV with 12-month scores; default: a simulated cohort."),
+        typer.Option(
+            help="Cohort export with 12-month scores (CSV, workbook or Parquet); default: a "
+            "simulated cohort."
+        ),
     ] = None,
+    sheet: Sheet = None,
+    mapping: MappingFile = None,
+    seed: Seed = None,
+    folds: Folds = None,
+    experiment: Experiment = None,
+    tracking_uri: TrackingUri = None,
+    promote: Promote = True,
 ) -> None:
-    """Train, compare, log to MLflow and register a model."""
+    """Train, compare, log to MLflow and register a model.
+
+    Each option overrides its setting (WOMAC_SEED, WOMAC_CV_FOLDS, WOMAC_EXPERIMENT_NAME,
+    WOMAC_TRACKING_URI, WOMAC_PROMOTE) for this run.
+    """
     from womac.data.problems import CohortError
     from womac.models.tracking import StoreUnavailableError
     from womac.pipeline.safety import StoreBusyError
     from womac.pipeline.train import TrainingError
     from womac.pipeline.train import train as run_training
 
-    settings = command_settings()
+    settings = command_settings(
+        seed=seed,
+        cv_folds=folds,
+        experiment_name=experiment,
+        tracking_uri=tracking_uri,
+        promote=None if promote else False,
+    )
+    layout = _layout(sheet, mapping)
     with (
         progress() as on_step,
         interruptible(
@@ -111,7 +246,9 @@ def train(
         ),
     ):
         try:
-            result = run_training(data, settings, on_step=on_step, on_cleaned=show_cleaned)
+            result = run_training(
+                data, settings, layout=layout, on_step=on_step, on_cleaned=show_cleaned
+            )
         except (CohortError, TrainingError, StoreBusyError, StoreUnavailableError) as error:
             raise refuse(error) from None
     show_training(result)
@@ -121,38 +258,21 @@ def train(
 def predict(
     data: Annotated[
         Path,
-        typer.Option(help="Cohort CSV of patients to score (with --engine spark, or Parquet)."),
+        typer.Option(help="Cohort export of patients to score: CSV, workbook or Parquet."),
     ],
     out: Annotated[
         Path,
         typer.Option(
-            help="Where to write the scores: a CSV (with --engine spark, a Parquet folder)."
+            help="Where to write the scores: .csv, .parquet or .xlsx, by its suffix (with "
+            "--engine spark, a Parquet folder)."
         ),
     ],
-    model_uri: Annotated[
-        str | None, typer.Option(help="Model to use; default: the registered champion.")
-    ] = None,
-    engine: Annotated[
-        Engine,
-        typer.Option(
-            help="single: this process. spark: a Spark cluster, for registry-scale cohorts "
-            "(needs the spark extra and Java)."
-        ),
-    ] = Engine.single,
-    master: Annotated[
-        str | None,
-        typer.Option(
-            help="Spark master for --engine spark (local[2], spark://host:7077, yarn, ...); "
-            "default WOMAC_SPARK_MASTER, else SPARK_MASTER, else local[*]."
-        ),
-    ] = None,
-    explanation: Annotated[
-        Detail,
-        typer.Option(
-            help="top3: the three largest contributions per patient. full: the base value and "
-            "one contribution_<field> column per contract field (base + sum = estimate)."
-        ),
-    ] = Detail.top3,
+    model_uri: ModelUri = None,
+    engine: EngineOption = Engine.single,
+    master: Master = None,
+    explanation: Explanation = Detail.top3,
+    sheet: Sheet = None,
+    mapping: MappingFile = None,
 ) -> None:
     """Score a cohort file with the champion (or another model)."""
     from womac.data.problems import CohortError
@@ -164,9 +284,9 @@ def predict(
     settings = command_settings()
     if master is not None and engine is not Engine.spark:
         raise refuse(ValueError("--master applies to --engine spark only"))
-    job = ScoringJob(
-        data=data, out=out, model_uri=model_uri, engine=engine, master=master, detail=explanation
-    )
+    if engine is Engine.single:
+        _check_output(out)
+    job = ScoringJob(data, out, model_uri, engine, master, explanation, _layout(sheet, mapping))
     with (
         interruptible(f"nothing was written to {out}", writing=str(out)),
         progress(shown=engine is Engine.spark) as on_step,
@@ -210,10 +330,36 @@ def promote(
     show_promoted(done, name, alias)
 
 
+def _check_output(out: Path) -> None:
+    from womac.pipeline.outputs import check_suffix
+
+    try:
+        check_suffix(out)
+    except ValueError as error:
+        raise refuse(error) from None
+
+
+def _default(name: str) -> str:
+    """A setting's default, as ``--help`` shows it (defined once, in the settings)."""
+    from womac.settings import Settings
+
+    return str(Settings.model_fields[name].default)
+
+
 @app.command()
 def serve(
-    host: Annotated[str | None, typer.Option(help="Interface to bind.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port to listen on.")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            help="Interface to bind.", show_default=f"WOMAC_HOST, else {_default('host')}"
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port to listen on.", show_default=f"WOMAC_PORT, else {_default('port')}"
+        ),
+    ] = None,
 ) -> None:
     """Serve the champion over HTTP."""
     from womac.pipeline.service import bind, catch_hangups, run_service

@@ -7,18 +7,22 @@ script piping the results gets only them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from womac.data.cohort import Cohort
     from womac.data.problems import Problem
     from womac.data.report import DataReport
+    from womac.data.suggest import Suggestion
     from womac.models.leftovers import Leftover
     from womac.models.registry import HandPromotion
     from womac.pipeline.predict import BatchSummary
@@ -33,10 +37,22 @@ errors = Console(stderr=True, soft_wrap=True)  # a refusal is one line, however 
 def progress(*, shown: bool = True) -> Iterator[Callable[[str], None]]:
     """A spinner naming the step a long job is at; yields the function that names the next.
 
-    With ``shown`` false nothing is displayed and the steps are dropped.
+    Where the output is not a terminal (a CI log, ``nohup``), each step is one line with the
+    time since the start instead, so a log shows where a long job is and how long each step
+    took. With ``shown`` false nothing is displayed and the steps are dropped.
     """
     if not shown:
         yield lambda step: None
+        return
+    if not console.is_terminal:
+        started = time.monotonic()
+
+        def line(step: str) -> None:
+            console.print(
+                f"[{time.monotonic() - started:7.1f} s] {step}", highlight=False, markup=False
+            )
+
+        yield line
         return
     with console.status("Starting", spinner="dots") as status:
         yield status.update
@@ -115,8 +131,8 @@ def _held_out_table(result: TrainingResult) -> Table:
     from womac.models.candidates import COMPARATOR
 
     table = Table(
-        "model",
-        "",
+        Column("model", no_wrap=True, min_width=max(len(c.name) for c in result.candidates)),
+        Column("", no_wrap=True),
         "CV RMSE",
         "RMSE",
         "MAE",
@@ -144,6 +160,21 @@ def _held_out_table(result: TrainingResult) -> Table:
             style="bold" if name == result.chosen else None,
         )
     return table
+
+
+def show_suggestion(suggestion: Suggestion, out: Path) -> None:
+    """``womac validate --suggest-mapping``'s summary: what was placed, and what to check."""
+    placed = len(suggestion.columns) + len(suggestion.checkboxes)
+    console.print(f"Wrote a starting mapping to {out}: {placed} contract field(s) placed.")
+    if suggestion.unplaced:
+        show_note(f"{len(suggestion.unplaced)} column(s) not placed; they are listed in the file")
+    if suggestion.missing_required:
+        show_note("required, not found: " + ", ".join(suggestion.missing_required))
+    if suggestion.unknown_codes:
+        show_note(
+            "codes to fill in (marked CHECK): " + ", ".join(sorted(suggestion.unknown_codes))
+        )
+    console.print(f"Check it, then: womac train --data <file> --mapping {out}", highlight=False)
 
 
 def show_scored(summary: BatchSummary) -> None:

@@ -17,6 +17,7 @@ from womac.pipeline.detail import Detail
 from womac.pipeline.exits import from_mlflow
 
 if TYPE_CHECKING:
+    from womac.data.cohort import Layout
     from womac.models.leftovers import Leftover
     from womac.pipeline.predict import BatchSummary
     from womac.settings import Settings
@@ -47,6 +48,7 @@ class ScoringJob:
     engine: Engine = Engine.single
     master: str | None = None
     detail: Detail = Detail.top3
+    layout: Layout | None = None  # None: laid out as the contract
 
 
 def score_file(
@@ -73,39 +75,48 @@ def score_file(
     on_cleaned
         Told what was cleaned before scoring.
     """
-    from womac.models.eligibility import protocol_from
     from womac.models.tracking import check_store
     from womac.pipeline.safety import clean_leftovers
 
-    model_uri = job.model_uri or settings.model_uri
     tracking_uri = settings.resolved_tracking_uri()
     try:
         check_store(tracking_uri)
         on_cleaned(clean_leftovers(settings, [job.out], store=True, by="womac predict"))
-        protocol = protocol_from(settings)
-        if job.engine is Engine.spark:
-            from womac.pipeline.spark import score_cohort_spark
-
-            master = job.master or settings.resolved_spark_master()
-            return score_cohort_spark(
-                job.data,
-                job.out,
-                model_uri,
-                tracking_uri,
-                protocol,
-                master=master,
-                detail=job.detail,
-                on_step=on_step,
-            )
-        from womac.pipeline.predict import score_cohort
-
-        return score_cohort(
-            job.data, job.out, model_uri, tracking_uri, protocol, detail=job.detail
-        )
+        return _run(job, settings, on_step)
     except Exception as error:
         if not from_mlflow(error):
             raise
         raise ModelUnavailableError(_why_unavailable(job, settings, tracking_uri)) from None
+
+
+def _run(job: ScoringJob, settings: Settings, on_step: Callable[[str], None]) -> BatchSummary:
+    """The job on its engine, with the champion unless it names a model."""
+    from womac.data.cohort import AS_CONTRACT
+    from womac.models.eligibility import protocol_from
+
+    model = job.model_uri or settings.model_uri
+    store, protocol = settings.resolved_tracking_uri(), protocol_from(settings)
+    layout = job.layout or AS_CONTRACT
+    if job.engine is Engine.spark:
+        from womac.pipeline.spark import score_cohort_spark
+
+        master = job.master or settings.resolved_spark_master()
+        return score_cohort_spark(
+            job.data,
+            job.out,
+            model,
+            store,
+            protocol,
+            master=master,
+            detail=job.detail,
+            on_step=on_step,
+            layout=layout,
+        )
+    from womac.pipeline.predict import score_cohort
+
+    return score_cohort(
+        job.data, job.out, model, store, protocol, detail=job.detail, layout=layout
+    )
 
 
 def _why_unavailable(job: ScoringJob, settings: Settings, tracking_uri: str) -> str:

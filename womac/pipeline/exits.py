@@ -60,15 +60,17 @@ def interruptible(outcome: str, writing: str | None = None) -> Iterator[None]:
         raise refuse(RuntimeError(f"{fault} ({outcome})")) from None
 
 
-def command_settings() -> Settings:
-    """The process-wide settings; a bad ``WOMAC_*`` variable is one line naming it and why
-    (never its value: it could be a key or a password)."""
+def command_settings(**options: object) -> Settings:
+    """The process-wide settings, with the command's options (those given, not ``None``) in
+    place of their settings; a bad ``WOMAC_*`` variable is one line naming it and why (never
+    its value: it could be a key or a password)."""
     from pydantic import ValidationError
 
     from womac.settings import get_settings
 
+    given = {name: value for name, value in options.items() if value is not None}
     try:
-        return get_settings()
+        return get_settings().model_copy(update=given)
     except ValidationError as invalid:
         problems = "; ".join(
             f"WOMAC_{'_'.join(str(part) for part in issue['loc']).upper()}: "

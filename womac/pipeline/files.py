@@ -46,27 +46,40 @@ def spreadsheet_safe(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 @contextmanager
-def written_whole(path: Path) -> Iterator[TextIO]:
-    """A text stream for ``path``, renamed into place when the block ends, removed if it fails.
+def written_whole_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path``, renamed into place when the block ends, removed if
+    it fails: ``path`` is written whole or not at all.
 
-    The file is written beside its destination, so a crash or an interrupt leaves either the
-    old file or none, never half a file. The temporary file's name holds this process
-    (:func:`~womac.models.leftovers.temporary_prefix`), so that if it is killed outright the
-    next command writing here removes it.
+    A crash or an interrupt leaves either the old file or none, never half a file. The
+    temporary file's name holds this process (:func:`~womac.models.leftovers.temporary_prefix`),
+    so that if it is killed outright the next command writing here removes it.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(
         prefix=temporary_prefix(path.name), suffix=".tmp", dir=path.parent
     )
+    os.close(handle)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            yield stream
+        yield Path(temporary)
         stop_if_interrupted()
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def written_whole(path: Path) -> Iterator[TextIO]:
+    """A UTF-8 text stream for ``path``, written whole or not at all.
+
+    See :func:`written_whole_path`.
+    """
+    with (
+        written_whole_path(path) as temporary,
+        temporary.open("w", encoding="utf-8", newline="") as stream,
+    ):
+        yield stream
 
 
 def atomic_write_csv(frame: pd.DataFrame, path: Path) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from womac.data.cohort import REQUIRED_PREDICTORS, CohortReader
+from womac.data.cohort import AS_CONTRACT, CHUNK_ROWS, REQUIRED_PREDICTORS, CohortReader, Layout
 from womac.data.problems import CohortError
 from womac.features.encoding import frame_columns
 from womac.models.answers import ANSWER_COLUMNS, CONTRIBUTION
@@ -16,7 +16,8 @@ from womac.models.eligibility import Protocol
 from womac.models.scoring import Scorer
 from womac.models.store import connect, load_pipeline
 from womac.pipeline.detail import Detail
-from womac.pipeline.files import LINE_END, spreadsheet_safe, written_whole
+from womac.pipeline.files import spreadsheet_safe
+from womac.pipeline.outputs import check_suffix, scores_file
 
 TOP_CONTRIBUTIONS = 3
 # A CSV cell holds text: the answer's lists are joined with these.
@@ -65,8 +66,9 @@ def score_cohort(
     *,
     detail: Detail = Detail.top3,
     chunk_rows: int | None = None,
+    layout: Layout = AS_CONTRACT,
 ) -> BatchSummary:
-    """Score every row of a cohort CSV; rows with a blank required field are not scored.
+    """Score every row of a cohort export; rows with a blank required field are not scored.
 
     The output has the columns of :func:`score_columns`. The file is read and scored a chunk
     at a time, so memory stays flat however many patients it holds; the output is written
@@ -75,7 +77,8 @@ def score_cohort(
     Parameters
     ----------
     data, out
-        The cohort CSV, and the scores CSV to write.
+        The cohort export (CSV, workbook or Parquet), and the scores to write: a CSV, a
+        Parquet file or an .xlsx workbook, by suffix (:mod:`womac.pipeline.outputs`).
     model_uri, tracking_uri
         The model to score with and the MLflow store it is registered in.
     protocol
@@ -84,18 +87,19 @@ def score_cohort(
         How much of each explanation to write.
     chunk_rows
         Rows read and scored at a time.
+    layout
+        The sheet and the column mapping of ``data``, when it is not laid out as the contract.
     """
-    reader = CohortReader(data, chunk_rows=chunk_rows) if chunk_rows else CohortReader(data)
+    out = Path(out)
+    check_suffix(out)
+    reader = CohortReader(data, chunk_rows=chunk_rows or CHUNK_ROWS, layout=layout)
     connect(tracking_uri)
     scorer = Scorer(load_pipeline(model_uri), protocol)
-    out = Path(out)
     counts = Counts()
-    with written_whole(out) as stream:
+    with scores_file(out, as_text) as scores:
         for chunk in reader.chunks():
             output = score_frame(chunk.frame, scorer, detail)
-            as_text(output).to_csv(
-                stream, index=False, header=counts.rows == 0, lineterminator=LINE_END
-            )
+            scores.write(output)
             counts.add(output)
         problems = reader.problems()
         if problems:

@@ -86,6 +86,9 @@ def decide_promotion(
         )
         (passes if beats else refusals).append(sentence)
     reason = "; ".join(refusals or passes)
+    if not refusals and not settings.promote:
+        reason = f"not promoted, as asked (--no-promote); it passed the gates: {reason}"
+        return Promotion(False, reason, champion_rmse)
     return Promotion(not refusals, reason, champion_rmse)
 
 

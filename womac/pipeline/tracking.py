@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from womac.data.cohort import Layout
 from womac.data.contract import OUTCOMES, PREDICTOR_NAMES
 from womac.data.simulate import simulate_cohort
 from womac.models.candidates import COMPARATOR
@@ -144,6 +145,7 @@ def _log_run(trained: Trained, settings: Settings) -> None:
         }
     )
     mlflow.log_dict(report.as_dict(), "data/summary.json")
+    _log_layout(cohort.layout)
     mlflow.log_dict(environment(), "environment/packages.json")
     mlflow.log_dict(trained.evaluation.as_dict(), "evaluation/held_out.json")
     _log_candidates(trained)
@@ -161,6 +163,17 @@ def _log_candidates(trained: Trained) -> None:
             mlflow.log_metrics({f"cv_{k}": v for k, v in result.cv.items()})
             mlflow.log_metrics({f"test_{k}": v for k, v in result.test.items() if np.isfinite(v)})
             result.run_id = child.info.run_id
+
+
+def _log_layout(layout: Layout) -> None:
+    """How the export was read: its sheet, and the mapping file itself (never the data)."""
+    import mlflow
+
+    if layout.sheet is not None:
+        mlflow.set_tag("data.sheet", layout.sheet)
+    if layout.mapping_file is not None:
+        mlflow.set_tag("data.mapping", layout.mapping_file.name)
+        mlflow.log_artifact(str(layout.mapping_file), "data")
 
 
 def _run_metrics(trained: Trained) -> dict[str, float]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from womac.data.cohort import model_input, read_cohort, womac_total
+from womac.data.cohort import AS_CONTRACT, Layout, model_input, read_cohort, womac_total
 from womac.data.contract import WOMAC_TOTAL_MAX
 from womac.data.report import summarise
 from womac.data.simulate import ORACLE, simulate_cohort
@@ -94,6 +94,7 @@ def train(
     data: Path | None,
     settings: Settings,
     *,
+    layout: Layout = AS_CONTRACT,
     on_step: Callable[[str], None] = lambda _: None,
     on_cleaned: Callable[[list[Leftover]], None] = lambda _: None,
 ) -> TrainingResult:
@@ -102,10 +103,13 @@ def train(
     Parameters
     ----------
     data
-        A cohort CSV in the contract with 12-month scores; ``None`` for the simulated
-        default cohort of ``settings.default_cohort_size`` patients.
+        A cohort export with 12-month scores (CSV, workbook or Parquet); ``None`` for the
+        simulated default cohort of ``settings.default_cohort_size`` patients.
     settings
         Tracking store, registry names, seed, split, CV, interval and gate settings.
+    layout
+        The sheet and the column mapping of ``data``, when it is not laid out as the
+        contract (the mapping file is logged with the run).
     on_step
         Called with a short description as each step starts (for a progress display).
     on_cleaned
@@ -125,12 +129,13 @@ def train(
         waits for the end of the current step, so no database transaction is cut.
     """
     with interrupts_handled():
-        return _train(data, settings, on_step, on_cleaned)
+        return _train(data, settings, layout, on_step, on_cleaned)
 
 
 def _train(
     data: Path | None,
     settings: Settings,
+    layout: Layout,
     on_step: Callable[[str], None],
     on_cleaned: Callable[[list[Leftover]], None],
 ) -> TrainingResult:
@@ -141,7 +146,7 @@ def _train(
         clean_leftovers(settings, _being_written(data, settings), store=False, by="womac train")
     )
     on_step("Validating cohort")
-    valid = _validate(data, settings)
+    valid = _validate(data, settings, layout)
     trained = _fit_and_evaluate(valid, settings, on_step)
 
     on_step("Waiting for the tracking store")
@@ -164,7 +169,7 @@ def _being_written(data: Path | None, settings: Settings) -> list[Path]:
     return writing
 
 
-def _validate(data: Path | None, settings: Settings) -> ValidCohort:
+def _validate(data: Path | None, settings: Settings, layout: Layout) -> ValidCohort:
     """The cohort read against the contract, its usable rows, and the oracle if simulated."""
     oracle: pd.Series | None = None
     if data is None:
@@ -175,7 +180,7 @@ def _validate(data: Path | None, settings: Settings) -> ValidCohort:
             dict(zip(oracle_frame["patient_id"].astype(str), oracle_frame[ORACLE], strict=True))
         )
     else:
-        cohort = read_cohort(data, require_outcomes=True)
+        cohort = read_cohort(data, require_outcomes=True, layout=layout)
     report = summarise(cohort, path=Path(data))
     usable = cohort.trainable.to_numpy()
     if usable.sum() < MIN_TRAINING_ROWS:

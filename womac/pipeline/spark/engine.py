@@ -6,6 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from womac.data.cohort import AS_CONTRACT, Layout
 from womac.models.eligibility import Protocol
 from womac.pipeline.detail import Detail
 from womac.pipeline.predict import BatchSummary
@@ -33,6 +34,7 @@ def score_cohort_spark(
     chunk_rows: int = PIECE_ROWS,
     detail: Detail = Detail.top3,
     on_step: Callable[[str], None] | None = None,
+    layout: Layout = AS_CONTRACT,
 ) -> BatchSummary:
     """Score every row of a cohort (CSV or Parquet) on Spark into a Parquet directory.
 
@@ -42,7 +44,7 @@ def score_cohort_spark(
     Parameters
     ----------
     data
-        Cohort CSV, or Parquet file (``.parquet``/``.pq``) or folder of Parquet files.
+        Cohort export (CSV, workbook, Parquet file or folder of Parquet files).
     out
         The Parquet directory to write. An existing one written by this command is replaced;
         anything else there is refused.
@@ -58,8 +60,8 @@ def score_cohort_spark(
         Rows per task.
     detail
         How much of each explanation to write.
-    on_step
-        Called with a short description of each step, for a progress display.
+    on_step, layout
+        Told each step (for a progress display); the sheet and mapping of ``data``.
 
     Raises
     ------
@@ -72,7 +74,7 @@ def score_cohort_spark(
     require_spark()
     quiet_pyspark()
     target = Target.checked(out)
-    cohort = open_cohort(Path(data).absolute(), chunk_rows, step)
+    cohort = open_cohort(Path(data).absolute(), chunk_rows, step, layout)
     with Workspace(target.path) as work, starting_spark(master, spark, step) as session:
         job = ScoringJob(fetch_model(model_uri, tracking_uri, step), protocol, detail)
         plan = plan_pieces(cohort, work.create(), step)

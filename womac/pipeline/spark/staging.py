@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from womac.data.cohort import CohortReader
+from womac.data.cohort import AS_CONTRACT, CohortReader, Layout
 from womac.data.contract import FIELD_BY_NAME, FIELDS
 from womac.data.problems import CohortError, Problem
 from womac.data.values import normalise_header
@@ -27,17 +27,21 @@ if TYPE_CHECKING:
 PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
-def open_cohort(data: Path, chunk_rows: int, step: Callable[[str], None]) -> CohortReader | Plan:
-    """The cohort as the driver first sees it: a Parquet input's plan, or a CSV's reader.
+def open_cohort(
+    data: Path, chunk_rows: int, step: Callable[[str], None], layout: Layout = AS_CONTRACT
+) -> CohortReader | Plan:
+    """The cohort as the driver first sees it: a Parquet input's plan, or a reader.
 
-    A Parquet input (a ``.parquet``/``.pq`` file or a folder) is planned from its footers
-    here; a CSV is read and staged by :func:`plan_pieces` once the job's work folder exists.
+    A Parquet input in the contract's names (a ``.parquet``/``.pq`` file or a folder) is
+    planned from its footers here; any other export (a CSV, a workbook, or anything read
+    through a mapping) is read and staged by :func:`plan_pieces` once the job's work folder
+    exists.
     """
     parquet = data.is_dir() or data.suffix.lower() in PARQUET_SUFFIXES
     step("Checking the cohort")
-    if parquet:
+    if parquet and layout.mapping is None:
         return plan_parquet(data, chunk_rows)
-    return CohortReader(data, chunk_rows=chunk_rows)
+    return CohortReader(data, chunk_rows=chunk_rows, layout=layout)
 
 
 def plan_pieces(cohort: CohortReader | Plan, work: Path, step: Callable[[str], None]) -> Plan:
