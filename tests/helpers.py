@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
+import pandas as pd
 
 from womac.data.cohort import Cohort, read_cohort
-from womac.data.contract import FOLLOW_UP_SUBSCALES
+from womac.data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, KL_GRADES
 from womac.data.simulate import simulate_cohort
 from womac.settings import Settings
 
@@ -170,3 +171,114 @@ def read_simulated(path: Path, n: int, seed: int, *, outcomes: bool = False) -> 
         cohort = cohort.drop(columns=list(FOLLOW_UP_SUBSCALES))
     cohort.to_csv(path, index=False)
     return read_cohort(path)
+
+
+# -- a REDCap project, as a clinic exports it ----------------------------------------------
+
+REDCAP_EVENTS = ("baseline_arm_1", "month_12_arm_1")
+_REDCAP_CODED = {
+    # variable: (contract field, label, {code: contract value}, {code: choice label})
+    "sex": ("sex", "Sex", {"1": "male", "2": "female"}, {"1": "Male", "2": "Female"}),
+    "index_joint": (
+        "joint",
+        "Treated joint",
+        {"1": "knee", "2": "hip"},
+        {"1": "Knee", "2": "Hip"},
+    ),
+    "activity": (
+        "activity_level",
+        "Activity level",
+        {"1": "low", "2": "moderate", "3": "high"},
+        {"1": "Low", "2": "Moderate", "3": "High"},
+    ),
+    "msc_source": (
+        "cell_source",
+        "Cell source",
+        {"1": "bone_marrow", "2": "adipose", "3": "umbilical_cord"},
+        {"1": "Bone marrow", "2": "Adipose", "3": "Umbilical cord"},
+    ),
+    "msc_donor": (
+        "donor",
+        "Cell donor",
+        {"1": "autologous", "2": "allogeneic"},
+        {"1": "Autologous", "2": "Allogeneic"},
+    ),
+}
+_REDCAP_PLAIN = {  # variable: (contract field, label, field type)
+    "age_years": ("age", "Age", "text"),
+    "bmi": ("bmi", "BMI (kg/m2)", "text"),
+    "kl": ("kl_grade", "Kellgren-Lawrence grade", "radio"),
+    "symptom_duration": ("symptom_years", "Years with symptoms", "text"),
+    "cell_dose": ("cell_dose_millions", "Cell dose", "text"),
+    "n_injections": ("injections", "Injections", "text"),
+    "diabetes": ("diabetes", "Diabetes", "yesno"),
+    "smoker": ("smoker", "Current smoker", "yesno"),
+    "prp": ("prp", "PRP with cells", "yesno"),
+    "rehab": ("rehab", "Rehabilitation", "yesno"),
+}
+_REDCAP_EXCLUSIONS = {"1": "avascular_necrosis", "2": "active_infection", "3": "immune_disorder"}
+_REDCAP_WOMAC = {"womac_pain": "pain", "womac_stiff": "stiffness", "womac_func": "function"}
+
+
+def redcap_project(cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A simulated cohort as a REDCap project holds it: the equivalent contract frame, the
+    "raw" export in long form (one row per record and event, codes for labels, a checkbox
+    column per exclusion, the form-status columns REDCap adds) and its data dictionary.
+
+    A REDCap checkbox has no "unknown" (unticked is 0), so the contract frame's exclusion
+    flags are false where the cohort has them blank."""
+    contract = cohort.copy()
+    flags = list(_REDCAP_EXCLUSIONS.values())
+    contract[flags] = contract[flags].astype(object).where(contract[flags].notna(), False)
+    baseline = pd.DataFrame(
+        {"record_id": contract["patient_id"], "redcap_event_name": REDCAP_EVENTS[0]}
+    )
+    for variable, (name, _, codes, _) in _REDCAP_CODED.items():
+        back = {value: code for code, value in codes.items()}
+        baseline[variable] = contract[name].map(back)
+    for variable, (name, _, kind) in _REDCAP_PLAIN.items():
+        values = contract[name]
+        if kind == "yesno":
+            values = values.map({True: "1", False: "0"})  # 1.0 and 0.0 hash as True, False
+        baseline[variable] = values
+    for code, flag in _REDCAP_EXCLUSIONS.items():
+        baseline[f"exclusion___{code}"] = contract[flag].map({True: 1, False: 0})
+    for variable, subscale in _REDCAP_WOMAC.items():
+        baseline[variable] = contract[f"womac_{subscale}_0"]
+    baseline["baseline_complete"] = 2
+    followed = contract["womac_pain_12"].notna()
+    later = pd.DataFrame(
+        {"record_id": contract.loc[followed, "patient_id"], "redcap_event_name": REDCAP_EVENTS[1]}
+    )
+    for variable, subscale in _REDCAP_WOMAC.items():
+        later[variable] = contract.loc[followed, f"womac_{subscale}_12"]
+    later["month_12_complete"] = 2
+    export = pd.concat([baseline, later]).sort_index(kind="stable").reset_index(drop=True)
+    return contract, export, _redcap_dictionary()
+
+
+def _redcap_dictionary() -> pd.DataFrame:
+    rows = [("record_id", "Record ID", "text", "")]
+    for variable, (_, label, _, choices) in _REDCAP_CODED.items():
+        rows.append(
+            (variable, label, "radio", " | ".join(f"{c}, {t}" for c, t in choices.items()))
+        )
+    for variable, (name, label, kind) in _REDCAP_PLAIN.items():
+        choices = "1, Yes | 0, No" if kind == "yesno" else ""
+        if name == "kl_grade":
+            choices = " | ".join(f"{g}, {g} - {w}" for g, w in KL_GRADES)
+        rows.append((variable, label, kind, choices))
+    exclusions = " | ".join(
+        f"{code}, {FIELD_BY_NAME[flag].label}" for code, flag in _REDCAP_EXCLUSIONS.items()
+    )
+    rows.append(("exclusion", "Protocol exclusions", "checkbox", exclusions))
+    rows += [(v, f"WOMAC {s}", "text", "") for v, s in _REDCAP_WOMAC.items()]
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "Variable / Field Name",
+            "Field Label",
+            "Field Type",
+            "Choices, Calculations, OR Slider Labels",
+        ],
+    )

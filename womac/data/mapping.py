@@ -57,9 +57,16 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from womac.data.contract import BASELINE_SUBSCALES, FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, Kind
+from womac.data.contract import (
+    BASELINE_SUBSCALES,
+    FIELD_BY_NAME,
+    FOLLOW_UP_SUBSCALES,
+    Kind,
+    PatientField,
+)
 from womac.data.koos import KOOS_ITEM_MAX, KOOS_ITEMS, womac_from_koos
 from womac.data.problems import Problem
+from womac.data.values import follows_contract
 
 WOMAC_SUBSCALES = (*BASELINE_SUBSCALES, *FOLLOW_UP_SUBSCALES)
 _SHOWN_CODE = re.compile(r"^[A-Za-z0-9]{1,4}$")
@@ -285,7 +292,7 @@ class ColumnMapping(_Table):
                 continue
             values = export[_fold(header)]
             if name in self.codes:
-                values, unknown = _recode(values, self.codes[name])
+                values, unknown = _recode(values, self.codes[name], FIELD_BY_NAME[name])
                 problems += _problems(
                     name, unknown, lines, _unknown_rule(name, export[_fold(header)], unknown)
                 )
@@ -372,15 +379,31 @@ def _blank(values: pd.Series) -> pd.Series:
 
 
 def _recode(
-    values: pd.Series, codes: dict[str, str | int | float | bool]
+    values: pd.Series, codes: dict[str, Code], spec: PatientField
 ) -> tuple[pd.Series, pd.Series]:
-    """Codes replaced by contract values (compared as trimmed, case-folded text)."""
+    """Codes replaced by contract values (compared as trimmed, case-folded text, a whole
+    number also without its ".0"); a value not among the codes that already follows the
+    contract (a plain "male" beside codes 1 and 2) is kept as it is."""
     table = {_fold(str(code)): _as_text(value) for code, value in codes.items()}
     text = values.astype("string").str.strip()
-    recoded = text.str.casefold().map(table)
+    folded = text.str.casefold()
+    recoded = folded.map(table).fillna(folded.map(_whole_number).map(table))
     blank = _blank(values)
     unknown = recoded.isna() & ~blank
+    if unknown.any():
+        distinct = sorted(set(text[unknown]))
+        kept = {t for t, ok in zip(distinct, follows_contract(spec, distinct), strict=True) if ok}
+        keep = unknown & text.isin(kept)
+        recoded = recoded.where(~keep, text)
+        unknown &= ~keep
     return recoded.where(~blank, None).astype(object), unknown
+
+
+def _whole_number(text: object) -> object:
+    """ "3.0" as "3" (a spreadsheet's number for a code), anything else unchanged."""
+    if isinstance(text, str) and text.endswith(".0") and text[:-2].lstrip("-").isdigit():
+        return text[:-2]
+    return text
 
 
 def _as_text(value: str | int | float | bool) -> str:

@@ -32,7 +32,10 @@ from womac.data.contract import (
     Role,
 )
 from womac.data.exports import open_export
+from womac.data.mapping import ColumnMapping, MappingError
 from womac.data.problems import ProblemLog
+from womac.data.redcap import DataDictionary, Variable
+from womac.data.values import follows_contract
 
 MAX_CODES = 20  # a column with more distinct values than this is not coded
 _BRACKETED = re.compile(r"[\(\[\{][^\)\]\}]*[\)\]\}]")
@@ -95,7 +98,7 @@ class Suggestion:
         if self.redcap_events:
             events = ", ".join(self.redcap_events)
             lines += ["", "[redcap]", f"# events in the file: {events}"]
-            first, last = self.redcap_events[0], self.redcap_events[-1]
+            first, last = events_of(self) or (self.redcap_events[0], self.redcap_events[-1])
             lines += [
                 f"baseline = {_string(first)}  # CHECK",
                 f"follow_up = {_string(last)}  # CHECK",
@@ -103,11 +106,56 @@ class Suggestion:
         return "\n".join(lines) + "\n"
 
 
+_BASELINE_EVENT = re.compile(r"baseline|screening|pre|(^|_)(bl|m0|month_?0|visit_?1)(_|$)")
+_FOLLOW_UP_EVENT = re.compile(r"12|1_?y|one_year|year_?1|follow")
+
+
+def events_of(suggestion: Suggestion) -> tuple[str, str] | None:
+    """The baseline and 12-month events, when their names say so plainly (one each)."""
+    keys = {event: header_key(event) for event in suggestion.redcap_events}
+    baseline = [e for e, k in keys.items() if _BASELINE_EVENT.search(k)]
+    later = [e for e, k in keys.items() if _FOLLOW_UP_EVENT.search(k) and e not in baseline]
+    return (baseline[0], later[0]) if len(baseline) == 1 and len(later) == 1 else None
+
+
+def mapping_from_dictionary(path: Path, sheet: str | None, dictionary_file: Path) -> ColumnMapping:
+    """The mapping a REDCap export's data dictionary gives, when it places everything.
+
+    Raises
+    ------
+    MappingError
+        When a required field, a code or the events cannot be placed from the dictionary:
+        then a mapping file is needed (``womac validate FILE --suggest-mapping``).
+    CohortError
+        When the export or the dictionary cannot be read.
+    """
+    suggestion = suggest_for_export(path, sheet, DataDictionary.read(dictionary_file))
+    gaps = [f"required field not found: {name}" for name in suggestion.missing_required]
+    gaps += [f"codes of {name} not in the dictionary" for name in suggestion.unknown_codes]
+    events = events_of(suggestion) if suggestion.redcap_events else None
+    if suggestion.redcap_events and events is None:
+        gaps.append("which event is the baseline and which the 12-month one is unclear")
+    if gaps:
+        listing = "; ".join(gaps)
+        raise MappingError(
+            f"{dictionary_file.name} does not place {path.name} in the contract ({listing}); "
+            f"write a mapping: womac validate {path.name} --suggest-mapping mapping.toml"
+        )
+    table = {"columns": suggestion.columns, "codes": suggestion.codes}
+    table["checkboxes"] = suggestion.checkboxes
+    if events is not None:
+        table["redcap"] = {"baseline": events[0], "follow_up": events[1]}
+    return ColumnMapping.model_validate(table)
+
+
 SAMPLED_ROWS = 100_000  # codes are read from the first rows of a larger export
 
 
-def suggest_for_export(path: Path, sheet: str | None = None) -> Suggestion:
-    """A starting mapping for the export at ``path`` (any format :func:`open_export` reads).
+def suggest_for_export(
+    path: Path, sheet: str | None = None, dictionary: DataDictionary | None = None
+) -> Suggestion:
+    """A starting mapping for the export at ``path`` (any format :func:`open_export` reads),
+    with a REDCap project's data dictionary when there is one.
 
     Raises
     ------
@@ -117,36 +165,43 @@ def suggest_for_export(path: Path, sheet: str | None = None) -> Suggestion:
     export = open_export(path, sheet)
     chunk = next(export.chunks(SAMPLED_ROWS, ProblemLog()), None)
     table = pd.DataFrame(columns=range(len(export.header))) if chunk is None else chunk[0]
-    return suggest_mapping(table.set_axis(export.header[: table.shape[1]], axis=1))
+    table = table.set_axis(export.header[: table.shape[1]], axis=1)
+    return suggest_mapping(table, dictionary)
 
 
-def suggest_mapping(export: pd.DataFrame) -> Suggestion:
-    """A starting mapping for ``export`` (its cells as text, its headers as written)."""
+def suggest_mapping(export: pd.DataFrame, dictionary: DataDictionary | None = None) -> Suggestion:
+    """A starting mapping for ``export`` (its cells as text, its headers as written); a REDCap
+    data dictionary adds its variables' labels and choices to what the headers say."""
     suggestion = Suggestion()
     for position, header in enumerate(map(str, export.columns)):
         values = export.iloc[:, position]
+        variable = dictionary.variable_of(header) if dictionary is not None else None
         if header_key(header) == _REDCAP_EVENT:
             suggestion.redcap_events = _distinct(values)[:MAX_CODES]
             continue
-        name = _place(header, taken=set(suggestion.columns))
+        name = _place(header, set(suggestion.columns), variable)
         if name is None:
-            checkbox = _CHECKBOX.match(header.strip().casefold())
-            if checkbox is None or not _place_checkbox(header, checkbox["group"], suggestion):
+            if not _place_checkbox(header, suggestion, variable):
                 suggestion.unplaced.append(header)
             continue
         suggestion.columns[name] = header
-        _suggest_codes(name, header, values, suggestion)
+        legend = variable.choices if variable is not None and variable.choices else None
+        _suggest_codes(name, header, values, suggestion, legend)
     if suggestion.redcap_events:
         _read_both_times(suggestion)
     return suggestion
 
 
-def _place(header: str, taken: set[str]) -> str | None:
-    key = header_key(header)
-    for spec in FIELDS:
-        if spec.name not in taken and key in _names(spec):
-            return spec.name
-    return _place_womac(key, taken)
+def _place(header: str, taken: set[str], variable: Variable | None) -> str | None:
+    """The contract field a header (or its REDCap variable's label) names, if any."""
+    keys = [header_key(header)]
+    if variable is not None and variable.kind != "checkbox" and variable.label:
+        keys.append(header_key(variable.label))
+    for key in keys:
+        for spec in FIELDS:
+            if spec.name not in taken and key in _names(spec):
+                return spec.name
+    return next((name for key in keys if (name := _place_womac(key, taken))), None)
 
 
 def _place_womac(key: str, taken: set[str]) -> str | None:
@@ -164,21 +219,36 @@ def _place_womac(key: str, taken: set[str]) -> str | None:
     return name if name not in taken else None
 
 
-def _place_checkbox(header: str, group: str, suggestion: Suggestion) -> bool:
-    """A REDCap checkbox column (``group___code``) whose group is a flag's name or label."""
-    group = header_key(group)
+def _place_checkbox(header: str, suggestion: Suggestion, variable: Variable | None) -> bool:
+    """A REDCap checkbox column (``group___code``) whose group, or whose choice's label in
+    the data dictionary, is a flag's name or label."""
+    checkbox = _CHECKBOX.match(header.strip().casefold())
+    if checkbox is None:
+        return False
+    keys = [header_key(checkbox["group"])]
+    if variable is not None:
+        code = header.strip().rsplit("___", 1)[-1]
+        label = next(
+            (v for k, v in variable.choices.items() if k.casefold() == code.casefold()), ""
+        )
+        keys.insert(0, header_key(label))
     for spec in FIELDS:
-        if (
-            spec.kind is Kind.BOOLEAN
-            and group in _names(spec)
-            and spec.name not in suggestion.checkboxes
-        ):
+        placed = spec.name in suggestion.checkboxes or spec.name in suggestion.columns
+        if spec.kind is Kind.BOOLEAN and not placed and any(k in _names(spec) for k in keys):
             suggestion.checkboxes[spec.name] = header
             return True
     return False
 
 
-def _suggest_codes(name: str, header: str, values: pd.Series, suggestion: Suggestion) -> None:
+def _suggest_codes(
+    name: str,
+    header: str,
+    values: pd.Series,
+    suggestion: Suggestion,
+    choices: dict[str, str] | None = None,
+) -> None:
+    """The codes a coded column needs, from the dictionary's choices or the header's legend;
+    a column whose values already follow the contract needs none."""
     spec = FIELD_BY_NAME[name]
     if (
         spec.kind not in (Kind.CATEGORY, Kind.BOOLEAN, Kind.INTEGER)
@@ -186,13 +256,15 @@ def _suggest_codes(name: str, header: str, values: pd.Series, suggestion: Sugges
     ):
         return
     found = _distinct(values)
-    if len(found) > MAX_CODES or all(_follows_contract(spec, v) for v in found):
+    accepted = dict(zip(found, follows_contract(spec, found), strict=True))
+    if (choices is None and all(accepted.values())) or len(found) > MAX_CODES:
         return
-    legend = {code.casefold(): label for code, label in _LEGEND.findall(header)}
+    pairs = choices.items() if choices is not None else _LEGEND.findall(header)
+    legend = {code.casefold(): label for code, label in pairs}
     codes: dict[str, str] = {}
     unknown = []
     for value in found:
-        if _follows_contract(spec, value):
+        if value.casefold() not in legend and accepted[value]:
             continue
         target = _label_value(spec, legend.get(value.casefold(), value))
         if target is None:
@@ -202,24 +274,6 @@ def _suggest_codes(name: str, header: str, values: pd.Series, suggestion: Sugges
     suggestion.codes[name] = codes
     if unknown:
         suggestion.unknown_codes[name] = unknown
-
-
-def _follows_contract(spec: PatientField, value: str) -> bool:
-    text = value.strip().casefold()
-    if spec.kind is Kind.BOOLEAN:
-        return text in TRUE_VALUES or text in FALSE_VALUES
-    if spec.kind is Kind.CATEGORY:
-        return text in spec.categories or text in dict(spec.aliases)
-    try:
-        number = float(text)
-    except ValueError:
-        return False
-    return (
-        number.is_integer()
-        and spec.minimum is not None
-        and spec.maximum is not None
-        and (spec.minimum <= number <= spec.maximum)
-    )
 
 
 def _label_value(spec: PatientField, label: str) -> str | None:
@@ -237,7 +291,8 @@ def _label_value(spec: PatientField, label: str) -> str | None:
             return "false"
         return None
     roman = {"0": 0, "i": 1, "ii": 2, "iii": 3, "iv": 4, "v": 5}
-    number = roman.get(text)
+    leading = re.match(r"^(\d+)(?:_|$)", text)  # a dictionary's "3, 3 - moderate"
+    number = int(leading[1]) if leading else roman.get(text.split("_")[0])
     return None if number is None else str(number)
 
 

@@ -58,6 +58,15 @@ def parse_column(
     return values, found.problems, texts.blank
 
 
+def follows_contract(spec: PatientField, texts: list[str]) -> list[bool]:
+    """Whether each text is a known value the field's rules accept as it stands (used to
+    tell a clinic's codes from values already in the contract's terms)."""
+    raw = pd.Series(texts, dtype=object)
+    _, problems, blank = parse_column(raw, spec, np.arange(len(texts)))
+    broken = {place for problem in problems for place in problem.lines}
+    return [not blank[i] and i not in broken for i in range(len(texts))]
+
+
 @dataclass(slots=True)
 class _ColumnProblems:
     """The problems found in one column, each at the places of the rows breaking the rule."""

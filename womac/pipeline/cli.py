@@ -32,6 +32,7 @@ from womac.pipeline.exits import command_settings, interruptible, refuse
 
 if TYPE_CHECKING:
     from womac.data.cohort import Layout
+    from womac.data.redcap import DataDictionary
 
 Sheet = Annotated[
     str | None,
@@ -83,6 +84,13 @@ Explanation = Annotated[
     typer.Option(
         help="top3: the three largest contributions per patient. full: the base value and "
         "one contribution_<field> column per contract field (base + sum = estimate)."
+    ),
+]
+Dictionary = Annotated[
+    Path | None,
+    typer.Option(
+        help="A REDCap project's data dictionary (CSV): read a raw REDCap export by its "
+        "variables' labels and choices, without a mapping file.",
     ),
 ]
 
@@ -155,6 +163,7 @@ def validate(
     ],
     sheet: Sheet = None,
     mapping: MappingFile = None,
+    dictionary: Dictionary = None,
     suggest_mapping: Annotated[
         Path | None,
         typer.Option(
@@ -173,14 +182,14 @@ def validate(
     if suggest_mapping is not None:
         with interruptible("no mapping was written", writing=str(suggest_mapping)):
             try:
-                suggestion = suggest_for_export(file, sheet)
+                suggestion = suggest_for_export(file, sheet, _dictionary(dictionary))
             except CohortError as error:
                 raise refuse(error) from None
             with written_whole(suggest_mapping) as stream:
                 stream.write(suggestion.toml(file.name))
         show_suggestion(suggestion, suggest_mapping)
         return
-    layout = _layout(sheet, mapping)
+    layout = _layout(file, sheet, mapping, dictionary)
     try:
         cohort, problems = inspect_cohort(file, layout=layout)
     except CohortError as error:
@@ -192,13 +201,32 @@ def validate(
     console.print("[green]The cohort follows the contract.[/]")
 
 
-def _layout(sheet: str | None, mapping: Path | None) -> Layout:
+def _layout(
+    data: Path | None, sheet: str | None, mapping: Path | None, dictionary: Path | None
+) -> Layout:
+    """How ``data`` is laid out, from the command's --sheet, --mapping and --dictionary."""
     from womac.data.cohort import Layout
     from womac.data.mapping import MappingError
+    from womac.data.problems import CohortError
+    from womac.data.suggest import mapping_from_dictionary
+
+    if mapping is not None and dictionary is not None:
+        raise refuse(ValueError("give --mapping or --dictionary, not both"))
+    try:
+        if dictionary is not None and data is not None:
+            return Layout(sheet, mapping_from_dictionary(data, sheet, dictionary), dictionary)
+        return Layout.read(sheet, mapping)
+    except (MappingError, CohortError) as error:
+        raise refuse(error) from None
+
+
+def _dictionary(path: Path | None) -> DataDictionary | None:
+    from womac.data.problems import CohortError
+    from womac.data.redcap import DataDictionary
 
     try:
-        return Layout.read(sheet, mapping)
-    except MappingError as error:
+        return DataDictionary.read(path) if path is not None else None
+    except CohortError as error:
         raise refuse(error) from None
 
 
@@ -213,6 +241,7 @@ def train(
     ] = None,
     sheet: Sheet = None,
     mapping: MappingFile = None,
+    dictionary: Dictionary = None,
     seed: Seed = None,
     folds: Folds = None,
     experiment: Experiment = None,
@@ -237,7 +266,7 @@ def train(
         tracking_uri=tracking_uri,
         promote=None if promote else False,
     )
-    layout = _layout(sheet, mapping)
+    layout = _layout(data, sheet, mapping, dictionary)
     with (
         progress() as on_step,
         interruptible(
@@ -273,6 +302,7 @@ def predict(
     explanation: Explanation = Detail.top3,
     sheet: Sheet = None,
     mapping: MappingFile = None,
+    dictionary: Dictionary = None,
 ) -> None:
     """Score a cohort file with the champion (or another model)."""
     from womac.data.problems import CohortError
@@ -286,7 +316,15 @@ def predict(
         raise refuse(ValueError("--master applies to --engine spark only"))
     if engine is Engine.single:
         _check_output(out)
-    job = ScoringJob(data, out, model_uri, engine, master, explanation, _layout(sheet, mapping))
+    job = ScoringJob(
+        data,
+        out,
+        model_uri,
+        engine,
+        master,
+        explanation,
+        _layout(data, sheet, mapping, dictionary),
+    )
     with (
         interruptible(f"nothing was written to {out}", writing=str(out)),
         progress(shown=engine is Engine.spark) as on_step,
