@@ -58,6 +58,6 @@ def test_without_the_events_or_a_code_the_dictionary_is_refused_saying_what_to_d
     broken = tmp_path / "dictionary.csv"
     frame.to_csv(broken, index=False)
     with pytest.raises(
-        MappingError, match="codes of sex not in the dictionary.*--suggest-mapping"
+        MappingError, match=r"codes of sex not in the dictionary.*--suggest-mapping"
     ):
         mapping_from_dictionary(export, None, broken)
