@@ -282,3 +282,13 @@ def test_a_mapping_naming_a_missing_column_refuses_the_file_naming_it(tmp_path: 
     layout = Layout(mapping=mapping(tmp_path, '[columns]\npatient_id = "ID"\nbmi = "BMI"\n'))
     with pytest.raises(CohortError, match="names column 'BMI', which the file does not have"):
         read_cohort(tmp_path / "clinic.csv", layout=layout)
+
+
+def test_the_readme_worked_mapping_is_a_usable_mapping(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Bringing your clinic's export", 1)[1]
+    worked = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    read = mapping(tmp_path, worked)
+    assert read.codes["joint"] == {"Knie": "knee", "Hüfte": "hip"}
+    assert read.bmi is not None
+    assert "bmi" in read.fields()
