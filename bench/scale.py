@@ -7,6 +7,10 @@ its peak resident memory is its own. Simulated cohorts are written under
 
     .venv/bin/python bench/scale.py batch [--sizes 1000 100000 1000000]
     .venv/bin/python bench/scale.py train [--sizes 5000 50000 500000]
+    .venv/bin/python bench/scale.py formats [--sizes 1000000]
+
+``formats`` scores the same cohort read from CSV, .xlsx and Parquet (each written once from
+the CSV) with ``womac predict``, so the reading of each format is what differs.
 """
 
 from __future__ import annotations
@@ -82,13 +86,51 @@ def train(sizes: list[int]) -> None:
     print(f"written to {write_result('train', result)}")
 
 
+def formats(sizes: list[int]) -> None:
+    import pandas as pd
+
+    rows, result = [], {}
+    for n in sizes:
+        csv = cohort(n)
+        inputs = {".csv": csv}
+        for suffix in (".xlsx", ".parquet"):
+            path = csv.with_suffix(suffix)
+            if not path.exists():
+                frame = pd.read_csv(csv)
+                if suffix == ".parquet":
+                    frame.to_parquet(path, index=False)
+                else:
+                    options = {"options": {"constant_memory": True}}
+                    with pd.ExcelWriter(path, engine="xlsxwriter", engine_kwargs=options) as book:
+                        frame.to_excel(book, index=False)
+            inputs[suffix] = path
+        timings = {}
+        for suffix, data in inputs.items():
+            with tempfile.TemporaryDirectory() as folder:
+                command = [womac(), "predict", "--data", str(data), "--out", f"{folder}/s.csv"]
+                timings[suffix] = run(command)
+        for suffix, (seconds, peak) in timings.items():
+            ratio = seconds / timings[".csv"][0]
+            rows.append([n, suffix, seconds, n / seconds, ratio, peak])
+            result[f"{n}{suffix}"] = {
+                "seconds": seconds,
+                "patients_per_s": n / seconds,
+                "times_csv": ratio,
+                "peak_rss_mib": peak,
+            }
+    print_table(["patients", "input", "seconds", "patients/s", "x CSV", "peak RSS MiB"], rows)
+    print(f"written to {write_result('formats', result)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("job", choices=["batch", "train"])
+    parser.add_argument("job", choices=["batch", "train", "formats"])
     parser.add_argument("--sizes", type=int, nargs="+")
     args = parser.parse_args()
     if args.job == "batch":
         batch(args.sizes or [1_000, 100_000, 1_000_000])
+    elif args.job == "formats":
+        formats(args.sizes or [1_000_000])
     else:
         train(args.sizes or [5_000, 50_000, 500_000])
 
