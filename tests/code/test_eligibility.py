@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from womac.data.cohort import patients_frame
 from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
+from womac.data.patients import patients_frame
 from womac.models.eligibility import Protocol, assess, protocol_from
 from womac.settings import Settings
 

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from womac.data.cohort import model_input, patients_columns, read_cohort
+from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import ELIGIBILITY_FLAGS, FIELDS, PREDICTOR_NAMES, Role
+from womac.data.patients import patients_columns
 from womac.data.simulate import simulate_cohort
 from womac.models.compiled import CompiledPatient
 from womac.models.explain import Attributor, explain

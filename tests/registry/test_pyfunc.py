@@ -138,7 +138,8 @@ def test_the_sklearn_pipeline_and_a_shap_explanation_are_reachable(
 
     assert isinstance(model.pipeline, Pipeline)
     encoder = trained.pipeline.named_steps["preprocess"]
-    from womac.data.cohort import model_input, read_patients
+    from womac.data.cohort import model_input
+    from womac.data.patients import read_patients
 
     typed = model_input(read_patients(export)[0])
     np.testing.assert_array_equal(model.pipeline.predict(typed), trained.pipeline.predict(typed))

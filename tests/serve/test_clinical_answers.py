@@ -14,8 +14,8 @@ from tests.serve.helpers import (
     bmi_training_range,
     clinical_cases,
 )
-from womac.data.cohort import patients_frame
 from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME
+from womac.data.patients import patients_frame
 from womac.features.encoding import frame_columns
 from womac.models.scoring import Scorer
 

@@ -20,8 +20,9 @@ import httpx
 import pytest
 
 from tests.helpers import Server, registry_client, serving, store_settings
-from womac.data.cohort import model_input, patients_frame
+from womac.data.cohort import model_input
 from womac.data.contract import PREDICTOR_NAMES
+from womac.data.patients import patients_frame
 from womac.data.simulate import simulate_cohort
 from womac.settings import Settings
 

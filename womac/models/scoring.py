@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from womac.data.cohort import patients_columns, read_patients
 from womac.data.contract import BASELINE_SUBSCALES, FIELD_BY_NAME, WOMAC_TOTAL_MAX, Kind
+from womac.data.patients import patients_columns, read_patients
 from womac.data.problems import CohortError
 from womac.features.encoding import PatientEncoder, frame_columns
 from womac.models.answers import Answers
