@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from womac.data.cohort import model_input
+from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import PREDICTOR_NAMES
-from womac.data.patients import patients_frame, read_cohort
+from womac.data.patients import patients_frame
 from womac.data.simulate import simulate_cohort
 from womac.features.encoding import PatientEncoder, field_of
 
