@@ -6,6 +6,8 @@ the KOOS guide says)."""
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +15,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.helpers import redcap_project, registry_client, run_womac, settings_env, store_settings
+from tests.helpers import (
+    redcap_project,
+    registry_client,
+    run_womac,
+    settings_env,
+    store_settings,
+    womac_command,
+)
 from womac.data.cohort import AS_CONTRACT, Layout, model_input, read_cohort
 from womac.data.koos import KOOS_ITEMS, WOMAC_IN_KOOS
 from womac.data.mapping import ColumnMapping
@@ -88,10 +97,19 @@ def test_suggest_a_mapping_then_train_with_it_gives_the_contract_model(
         "validate", "clinic.csv", "--suggest-mapping", "mapping.toml", cwd=tmp_path, env=env
     )
     assert suggested.returncode == 0, suggested.stderr
-    trained = run_womac(
-        "train", "--data", "clinic.csv", "--mapping", "mapping.toml", cwd=tmp_path, env=env
+    trained = subprocess.run(
+        [womac_command(), "train", "--data", "clinic.csv", "--mapping", "mapping.toml"],
+        cwd=tmp_path,
+        env=env | {"COLUMNS": "80"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
     assert trained.returncode == 0, trained.stderr
+    # Not a terminal: one line per step, with the time since the start.
+    assert re.search(r"^\[ +\d+\.\d s\] Validating cohort$", trained.stdout, re.MULTILINE)
+    assert "baseline_womac" in trained.stdout  # a model's name whole at 80 columns
     connect(settings.resolved_tracking_uri())
     assert_same_model(load_pipeline(MODEL), contract_model, cohort)
     run = registry_client(settings).get_model_version("womac-improvement", "1").run_id
@@ -113,10 +131,15 @@ def test_a_redcap_export_with_its_data_dictionary_trains_the_contract_model(
         "export.csv",
         "--dictionary",
         "dictionary.csv",
+        "--no-promote",
         cwd=tmp_path,
         env=settings_env(settings),
     )
     assert trained.returncode == 0, trained.stderr
+    client = registry_client(settings)
+    assert not client.get_registered_model("womac-improvement").aliases  # registered only
+    reason = client.get_model_version("womac-improvement", "1").tags["promotion_reason"]
+    assert reason.startswith("not promoted, as asked (--no-promote)")
     connect(settings.resolved_tracking_uri())
     from_redcap = load_pipeline(MODEL)
     expected = trained_pipeline(tmp_path / "contract", tmp_path / "contract.csv")
