@@ -48,15 +48,16 @@ def test_every_format_reads_as_the_same_cohort_as_csv(
     np.testing.assert_array_equal(cohort.lines, expected.lines - offset)
 
 
+@pytest.mark.parametrize("suffix", [".xlsx", ".ods"])
 def test_a_bad_value_in_a_workbook_is_placed_by_sheet_row_and_column_letter(
-    cohort_frame: pd.DataFrame, tmp_path: Path
+    cohort_frame: pd.DataFrame, tmp_path: Path, suffix: str
 ) -> None:
     frame = cohort_frame.copy()
     frame["age"] = frame["age"].astype(object)
     frame.loc[4, "age"] = 300
     frame.loc[9, "sex"] = "x"
     with pytest.raises(CohortError) as refused:
-        read_cohort(write(frame, tmp_path / "cohort.xlsx"))
+        read_cohort(write(frame, tmp_path / f"cohort{suffix}"))
     letter = column_letter(list(frame.columns).index("age"))
     text = str(refused.value)
     assert f"age (sheet 'Patients', column {letter}): out of range: must be a number" in text
