@@ -27,7 +27,7 @@ from womac.data.contract import (
     Role,
 )
 from womac.data.exports import open_export
-from womac.data.mapping import ColumnMapping
+from womac.data.mapping import KOOS_TOO_FEW, ColumnMapping
 from womac.data.problems import CohortError, Problem, ProblemLog
 from womac.data.values import normalise_header, parse_column, unknown_column
 
@@ -297,7 +297,8 @@ class CohortReader:
         for table, lines in named:
             mapped = mapping.apply(table, lines)
             for problem in mapped.problems:
-                self._problems.add(problem)
+                unscored = problem.rule == KOOS_TOO_FEW
+                (self._unusable if unscored else self._problems).add(problem)
             yield mapped.frame, mapped.lines
 
     def _type(self, table: pd.DataFrame, numbers: np.ndarray) -> Cohort:

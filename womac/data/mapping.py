@@ -79,6 +79,11 @@ class Scale(StrEnum):
     BEST_100 = "0-100 best"  # normalized and inverted, 100 = no problems
 
 
+KOOS_TOO_FEW = (
+    "fewer than half of its KOOS items answered, so it is not scored (KOOS Scoring 2012)"
+)
+"""Not a broken rule: the row is left out, as one with a blank required value is."""
+
 HEIGHT_TO_M = {"cm": 0.01, "m": 1.0, "in": 0.0254}
 WEIGHT_TO_KG = {"kg": 1.0, "lb": 0.45359237}
 
@@ -475,6 +480,6 @@ def _koos(
             name,
             derived.too_few[subscale],
             lines,
-            "fewer than half of its KOOS items answered, so it is not scored (KOOS Scoring 2012)",
+            KOOS_TOO_FEW,
         )
     return out, problems
