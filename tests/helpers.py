@@ -146,12 +146,15 @@ def running_server(settings: Settings, cwd: Path, timeout: float = 90.0) -> Iter
         yield server.url
 
 
-def run_womac(*args: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run the installed console script with a wide terminal; the caller checks the outcome."""
+def run_womac(
+    *args: str, cwd: Path, env: dict[str, str], columns: int = 200
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed console script (a wide terminal by default); the caller checks the
+    outcome."""
     return subprocess.run(
         [womac_command(), *args],
         cwd=cwd,
-        env=env | {"COLUMNS": "200"},
+        env=env | {"COLUMNS": str(columns)},
         capture_output=True,
         text=True,
         timeout=300,

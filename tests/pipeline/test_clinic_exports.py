@@ -7,7 +7,6 @@ the KOOS guide says)."""
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from tests.helpers import (
     run_womac,
     settings_env,
     store_settings,
-    womac_command,
 )
 from womac.data.cohort import AS_CONTRACT, Layout, model_input, read_cohort
 from womac.data.koos import KOOS_ITEMS, WOMAC_IN_KOOS
@@ -97,14 +95,15 @@ def test_suggest_a_mapping_then_train_with_it_gives_the_contract_model(
         "validate", "clinic.csv", "--suggest-mapping", "mapping.toml", cwd=tmp_path, env=env
     )
     assert suggested.returncode == 0, suggested.stderr
-    trained = subprocess.run(
-        [womac_command(), "train", "--data", "clinic.csv", "--mapping", "mapping.toml"],
+    trained = run_womac(
+        "train",
+        "--data",
+        "clinic.csv",
+        "--mapping",
+        "mapping.toml",
         cwd=tmp_path,
-        env=env | {"COLUMNS": "80"},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+        env=env,
+        columns=80,
     )
     assert trained.returncode == 0, trained.stderr
     # Not a terminal: one line per step, with the time since the start.
