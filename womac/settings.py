@@ -95,6 +95,39 @@ class Settings(BaseSettings):
         "sound model by sampling error alone; about twice this for both together.",
     )
 
+    monitor_false_alarm: float = Field(
+        default=0.01,
+        gt=0,
+        lt=0.5,
+        description="Monitoring: chance that each check (slope, calibration in the large, "
+        "coverage, RMSE, each subgroup's coverage after Bonferroni) calls a model that still "
+        "holds degraded by sampling error alone.",
+    )
+    monitor_mean_shift_points: float = Field(
+        default=3.0,
+        gt=0,
+        description="Monitoring: mean observed minus mean predicted improvement beyond this "
+        "many points (beyond sampling error) is degraded (calibration in the large).",
+    )
+    monitor_rmse_tolerance: float = Field(
+        default=0.10,
+        ge=0,
+        description="Monitoring: RMSE on new patients worse than held-out by more than this "
+        "fraction, beyond its confidence interval, is degraded.",
+    )
+    monitor_min_subgroup: int = Field(
+        default=50,
+        ge=10,
+        description="Monitoring: subgroups (KL grade, sex, joint, age band) with fewer "
+        "followed-up patients are shown but not judged.",
+    )
+    drift_min_psi: float = Field(
+        default=0.10,
+        ge=0,
+        description="Monitoring: a field has drifted when its population stability index "
+        "is at least this and its chi-square test rejects at monitor_false_alarm.",
+    )
+
     excluded_kl_grades: list[int] = Field(
         default=list(defaults.EXCLUDED_KL_GRADES),
         description="Protocol: KL grades excluded from MSC therapy.",
