@@ -26,6 +26,7 @@ from womac.data.contract import ELIGIBILITY_FLAGS, PREDICTORS
 from womac.data.report import summarise
 from womac.data.simulate import simulate_cohort
 from womac.models.candidates import CANDIDATES
+from womac.models.decision import decision_curve
 from womac.models.evaluation import (
     Evaluation,
     calibration_curve,
@@ -36,6 +37,7 @@ from womac.models.evaluation import (
 from womac.models.metrics import regression_metrics
 from womac.models.uncertainty import responder_threshold
 from womac.pipeline.plots import (
+    decision_curve_plot,
     observed_vs_predicted,
     residuals,
     responder_calibration,
@@ -60,6 +62,7 @@ SECTIONS = (
     ("Model specification and tuning", "12c"),
     ("Uncertainty and model output", "15"),
     ("Internal validation and performance", "23a"),
+    ("Clinical utility", "12e"),
     ("Explainability", None),
     ("Subgroups and fairness", "14"),
     ("Intended use", "3b"),
@@ -183,6 +186,7 @@ def context(cohort: Cohort, export: Path) -> ReportContext:
         subgroups=subgroup_table(
             subgroup_labels(held_out), observed, predicted, lower, upper, seed=1, samples=50
         ),
+        decision_curve=[dataclasses.asdict(row) for row in decision_curve(responded, probability)],
     )
     candidates = []
     for shrink, name in zip((0.0, 0.4, 0.5, 0.6), CANDIDATES, strict=True):
@@ -220,6 +224,7 @@ def context(cohort: Cohort, export: Path) -> ReportContext:
             "shap_summary": shap,
             "responder_calibration": responder_calibration(evaluation, title),
             "subgroups": subgroup_forest(evaluation, title),
+            "decision_curve": decision_curve_plot(evaluation.decision_curve, title),
         },
     )
 
@@ -538,3 +543,32 @@ def test_the_simulated_cohort_is_described_with_the_simulators_own_figures(
 
     assert "MSC therapy adds 0.3 \u00d7 baseline (about 9 points at a baseline of 30" in text
     assert "60% female" in text
+
+
+def test_clinical_utility_shows_the_decision_curve_and_what_it_means(
+    html: str, document: Document, context: ReportContext
+) -> None:
+    text = "".join(document.text)
+    curve = {row["threshold"]: row for row in context.evaluation.decision_curve}
+
+    assert any(heading.endswith("Clinical utility") for heading in document.headings)
+    for threshold in (0.2, 0.3, 0.4, 0.5, 0.6):
+        cells = row(document, f"{threshold:.0%}", width=5)
+        assert cells[2] == f"{curve[threshold]['net_benefit_model']:.3f}"
+        assert cells[3] == f"{curve[threshold]['net_benefit_all']:.3f}"
+        assert cells[4] == "0.000"
+    assert "Vickers and Elkin" in text
+    assert "Thresholds from 5% to 80% are shown" in text
+    assert "For a clinician." in text
+    assert '<figure id="figure-decision_curve"><img src="data:image/png;base64,' in html
+
+
+def test_a_run_without_a_decision_curve_says_so(quick: ReportContext) -> None:
+    evaluation = dataclasses.replace(quick.evaluation, decision_curve=[])
+    figures = {k: v for k, v in quick.figures.items() if k != "decision_curve"}
+    document = parse(
+        render_report(dataclasses.replace(quick, evaluation=evaluation, figures=figures))
+    )
+
+    assert document.errors == []
+    assert "No decision curve in this run." in "".join(document.text)

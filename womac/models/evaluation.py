@@ -1,5 +1,6 @@
 """Held-out evaluation of the served model: point accuracy, interval coverage, responder
-probability, and all of them by subgroup with bootstrap confidence intervals."""
+probability and its clinical utility (decision curve), and the first three by subgroup with
+bootstrap confidence intervals."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
 
+from womac.models.decision import decision_curve
 from womac.models.metrics import regression_metrics
 
 AGE_BANDS = ((0, 50, "<50"), (50, 60, "50-59"), (60, 70, "60-69"), (70, 200, "70+"))
@@ -181,6 +183,9 @@ class Evaluation:
     responder: dict[str, float]
     calibration_curve: list[dict[str, float]]
     subgroups: list[SubgroupRow] = field(default_factory=list)
+    # Net benefit per threshold (``DecisionRow`` as plain data); empty in evaluations made
+    # before the decision curve existed.
+    decision_curve: list[dict[str, float]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain data for JSON."""
@@ -224,4 +229,5 @@ def evaluate(pipeline: Any, patients: pd.DataFrame, observed: np.ndarray, seed: 
         subgroups=subgroup_table(
             subgroup_labels(patients), observed, predicted, lower, upper, seed
         ),
+        decision_curve=[asdict(row) for row in decision_curve(responded, probability)],
     )

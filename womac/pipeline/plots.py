@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from womac.data.contract import FIELD_BY_NAME
+from womac.models.decision import DecisionRow, decision_rows
 
 if TYPE_CHECKING:
     import shap
@@ -147,4 +149,60 @@ def subgroup_forest(evaluation: Evaluation, title: str) -> Figure:
         axes.set_xlabel(name)
     panels[0].set_yticks(positions, labels, fontsize=8)
     figure.suptitle(title)
+    return figure
+
+
+def decision_curve_plot(
+    rows: Iterable[DecisionRow | Mapping[str, float]],
+    title: str,
+    *,
+    reference: Iterable[DecisionRow | Mapping[str, float]] | None = None,
+    label: str = "model",
+    reference_label: str = "held-out",
+) -> Figure:
+    """Net benefit of deciding by the model against treating all and treating none.
+
+    Parameters
+    ----------
+    rows
+        The decision curve (``decision_curve``'s rows or their plain data).
+    title
+        The figure's title.
+    reference
+        A second model curve to overlay dashed, e.g. the held-out patients' curve beside new
+        patients'; its treat-all line is not drawn.
+    label, reference_label
+        Legend names of the two model curves.
+    """
+    figure = _figure(6.0, 4.5)
+    axes = figure.subplots()
+    curve = decision_rows(rows)
+    thresholds = [row.threshold for row in curve]
+    model = [row.net_benefit_model for row in curve]
+    treat_all = [row.net_benefit_all for row in curve]
+    shown = [*model, 0.0]
+    axes.plot(thresholds, treat_all, color="#888", lw=1.5, label="offer to all")
+    axes.axhline(0.0, color="#444", lw=1, ls=":", label="offer to none")  # 0 by definition
+    axes.plot(thresholds, model, color="#2b6cb0", lw=2, label=label)
+    if reference is not None:
+        other = decision_rows(reference)
+        axes.plot(
+            [row.threshold for row in other],
+            [row.net_benefit_model for row in other],
+            color="#c05621",
+            lw=2,
+            ls="--",
+            label=reference_label,
+        )
+        shown += [row.net_benefit_model for row in other]
+    # Treat all falls steeply at high thresholds; the axis follows the model and the top of
+    # treat all instead, so the region where the decision is made stays readable.
+    top = max([*shown, *treat_all[:1]])
+    axes.set_ylim(min(min(shown), -0.05 * max(top, 0.1)), max(top, 0.01) * 1.1)
+    if thresholds:
+        axes.set_xlim(min(thresholds), max(thresholds))
+    axes.set_xlabel("Threshold chance of a clinically important improvement")
+    axes.set_ylabel("Net benefit (responders treated per patient)")
+    axes.set_title(title)
+    axes.legend(loc="upper right", fontsize=8)
     return figure

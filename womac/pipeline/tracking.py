@@ -20,6 +20,7 @@ from womac.models.scoring import Scorer
 from womac.models.selection import CLEARLY_BETTER_SE
 from womac.models.tracking import is_server
 from womac.pipeline.plots import (
+    decision_curve_plot,
     observed_vs_predicted,
     residuals,
     responder_calibration,
@@ -202,6 +203,11 @@ def _figures(trained: Trained, seed: int) -> dict[str, Figure]:
         "shap_summary": shap_summary(explanation, title),
         "responder_calibration": responder_calibration(trained.evaluation, title),
         "subgroups": subgroup_forest(trained.evaluation, title),
+        # Every held-out patient, as the table of the report: net benefit is a share of them.
+        "decision_curve": decision_curve_plot(
+            trained.evaluation.decision_curve,
+            f"{trained.chosen.name}, held-out patients (n={trained.evaluation.n})",
+        ),
     }
 
 

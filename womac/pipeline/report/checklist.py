@@ -28,6 +28,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("model", "Model specification and tuning", "12a, 12b, 12c, 12g, 13, 22"),
     Section("uncertainty", "Uncertainty and model output", "12c, 15"),
     Section("performance", "Internal validation and performance", "12e, 12f, 16, 23a, 24"),
+    Section("clinical-utility", "Clinical utility", "12e, 23a"),
     Section("explainability", "Explainability", ""),
     Section("subgroups", "Subgroups and fairness", "12d, 14, 23a, 23b"),
     Section("intended-use", "Intended use", "3b, 6b, 27a, 27b"),
@@ -259,6 +260,12 @@ FIGURES: dict[str, tuple[str, str]] = {
         "Calibration of the probability of a clinically important improvement",
         "Observed fraction of responders against the mean predicted probability, per decile of "
         "predicted probability; the dashed diagonal is perfect calibration.",
+    ),
+    "decision_curve": (
+        "Decision curve of the probability of a clinically important improvement",
+        "Net benefit, on the held-out patients, of offering MSC therapy to the patients whose "
+        "probability is at least the threshold (blue), to every patient (grey) and to none "
+        "(dotted). Where the blue line is above both, deciding by the model does more good.",
     ),
     "shap_summary": (
         "SHAP summary of per-field contributions, held-out patients",

@@ -17,6 +17,7 @@ from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from womac.data.contract import FIELD_BY_NAME, PREDICTORS, Kind, PatientField
+from womac.models.decision import DecisionRow, decision_rows, rows_at
 from womac.models.metrics import wilson_interval
 from womac.pipeline.provenance import environment
 from womac.pipeline.report.checklist import FIGURES
@@ -114,6 +115,17 @@ class Subgroups:
 
 
 @dataclass(frozen=True, slots=True)
+class ClinicalUtility:
+    """The decision curve in the report: its table and where deciding by the model helps."""
+
+    rows: list[DecisionRow]  # at the reported thresholds
+    first: float | None  # the curve's lowest and highest thresholds (None: no curve)
+    last: float | None
+    useful: str  # thresholds where the model beats treating all and none ("20%-45%"), or ""
+    example: DecisionRow | None  # the table's row where the model gains most
+
+
+@dataclass(frozen=True, slots=True)
 class ReportView:
     """Everything the templates show, on top of the run's own context ``run``."""
 
@@ -135,6 +147,7 @@ class ReportView:
     missing: list[FieldRow]
     flow: Flow
     subgroups: Subgroups
+    clinical_utility: ClinicalUtility
     figures: dict[str, FigureView]
     extra_figures: list[FigureView]
     protocol: str
@@ -171,6 +184,7 @@ def build_view(context: ReportContext) -> ReportView:
         missing=_field_rows(context),
         flow=_flow(context),
         subgroups=_subgroups(context),
+        clinical_utility=_clinical_utility(context),
         figures=figures,
         extra_figures=[figures[name] for name in context.figures if name not in FIGURES],
         protocol=_protocol(context),
@@ -375,3 +389,31 @@ def _subgroups(context: ReportContext) -> Subgroups:
 def _excludes(bounds: tuple[float, float], value: float) -> bool:
     low, high = bounds
     return math.isfinite(low) and math.isfinite(high) and not low <= value <= high
+
+
+def _clinical_utility(context: ReportContext) -> ClinicalUtility:
+    curve = decision_rows(context.evaluation.decision_curve)
+    if not curve:
+        return ClinicalUtility([], None, None, "", None)
+    runs: list[list[DecisionRow]] = []
+    for index, row in enumerate(curve):
+        if not row.useful:
+            continue
+        if runs and curve[index - 1].useful:
+            runs[-1].append(row)
+        else:
+            runs.append([row])
+    useful = ", ".join(
+        pct(run[0].threshold, 0)
+        if len(run) == 1
+        else f"{pct(run[0].threshold, 0)}\u2013{pct(run[-1].threshold, 0)}"
+        for run in runs
+    )
+    shown = rows_at(curve)
+    gains = [row for row in shown if row.useful]
+    example = max(gains, key=_gain) if gains else None
+    return ClinicalUtility(shown, curve[0].threshold, curve[-1].threshold, useful, example)
+
+
+def _gain(row: DecisionRow) -> float:
+    return row.net_benefit_model - max(row.net_benefit_all, row.net_benefit_none)
