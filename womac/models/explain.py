@@ -13,6 +13,8 @@ columns' SHAP values per field gives exact field attributions, and
 - The mean model: every contribution is zero.
 - A blend (:class:`~womac.models.blend.BlendedRegressor`): the weighted sum of its members'
   attributions, each computed as above on the member's own columns, so it is exact too.
+- A recalibrated model (:class:`~womac.models.recalibration.RecalibratedRegressor`,
+  ``a + b * base``): the base model's terms weighted by ``b``, plus the constant ``a``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from sklearn.pipeline import Pipeline
 from womac.data.contract import PREDICTOR_NAMES
 from womac.features.encoding import PatientEncoder, field_of
 from womac.models.blend import BlendedRegressor
+from womac.models.recalibration import RecalibratedRegressor
 from womac.models.uncertainty import OutcomeModel
 
 
@@ -104,6 +107,15 @@ def terms_of(model: Any, width: int) -> list[Term]:
             Term(weight * t.weight, columns[t.columns], t.booster, t.intercept, t.coefficients)
             for member, columns, weight in model.active()
             for t in terms_of(member, len(columns))
+        ]
+    if isinstance(model, RecalibratedRegressor):
+        slope = float(model.slope)
+        return [
+            *(
+                Term(slope * t.weight, t.columns, t.booster, t.intercept, t.coefficients)
+                for t in terms_of(model.base, width)
+            ),
+            Term(1.0, every, None, float(model.intercept), np.zeros(width)),
         ]
     if isinstance(model, LGBMRegressor):
         return [Term(1.0, every, model.booster_)]
