@@ -210,3 +210,14 @@ def test_every_bin_holds_enough_training_patients(tmp_path: Path) -> None:
     for field_reference in binned:
         known = field_reference.counts[:-1]
         assert min(known) >= MIN_BIN_PATIENTS, field_reference.name
+
+
+def test_nothing_to_compare_is_not_judged(
+    reference: TrainingReference, new_patients: pd.DataFrame
+) -> None:
+    no_new = _drift(reference, new_patients.iloc[:0])
+    assert not any(drift.drifted for drift in no_new.values())
+    assert no_new["age"].sentence == "Age: no new patients (not judged)"
+    no_training = _drift(reference_of(new_patients.iloc[:0]), new_patients)
+    assert not any(drift.drifted for drift in no_training.values())
+    assert all(np.isnan(drift.psi) for drift in no_training.values())

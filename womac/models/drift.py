@@ -147,6 +147,9 @@ def field_drift(
             drifts.append(_not_judged(spec, False, 0, "not in the new export (not judged)"))
         elif len(frame) == 0:
             drifts.append(_not_judged(spec, True, 0, "no new patients (not judged)"))
+        elif sum(field_reference.counts) == 0:
+            why = "no training patients in the reference (not judged)"
+            drifts.append(_not_judged(spec, True, len(frame), why))
         else:
             new_counts = field_reference.count(frame[field_reference.name])
             drifts.append(_compare(spec, field_reference, new_counts, alpha, min_psi))

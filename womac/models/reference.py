@@ -97,19 +97,19 @@ class FieldReference:
 
         The same function counts the training patients and new ones, so both are binned alike.
         """
-        missing = column.isna().to_numpy()
-        known = column[~missing]
-        if self.binning is Binning.BINS:
-            values = pd.to_numeric(known, errors="coerce").to_numpy(dtype=float)
-            index = np.searchsorted(np.asarray(self.edges, dtype=float), values, side="left")
-            counts = np.bincount(index, minlength=len(self.edges) + 1)
-        elif self.binning is Binning.LEVELS:
-            names = _level_names(FIELD_BY_NAME[self.name], known)
+        if self.binning is Binning.LEVELS:
+            missing = column.isna().to_numpy()
+            names = _level_names(FIELD_BY_NAME[self.name], column[~missing])
             index = pd.Index(self.levels).get_indexer(pd.Index(names))
             index[index < 0] = len(self.levels)  # unseen in training: "other"
             counts = np.bincount(index, minlength=len(self.levels) + 1)
         else:
-            counts = np.array([len(known)])
+            # What is not a number is unknown, as read_cohort types a value breaking a rule.
+            numbers = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+            missing = np.isnan(numbers)
+            edges = np.asarray(self.edges, dtype=float)
+            index = np.searchsorted(edges, numbers[~missing], side="left")
+            counts = np.bincount(index, minlength=len(edges) + 1)
         return np.append(counts, int(missing.sum())).astype(np.int64)
 
     def as_dict(self) -> dict[str, Any]:
