@@ -21,6 +21,7 @@ from womac.data.patients import patients_columns
 from womac.features.encoding import PatientEncoder
 from womac.models.blend import ALL_INPUTS, TREE_INPUTS, BlendedRegressor
 from womac.models.calibration import refit_on_all
+from womac.models.explain import Attributor
 from womac.models.recalibration import (
     RecalibratedRegressor,
     Update,
@@ -96,7 +97,12 @@ def test_the_updated_point_is_intercept_plus_slope_times_the_old(
 def test_explanations_stay_exact_and_one_patient_matches_the_batch(
     served: Pipeline, patients: pd.DataFrame, new_cohort: Cohort
 ) -> None:
-    scorer = Scorer(updated_pipeline(served, UPDATE))
+    updated = updated_pipeline(served, UPDATE)
+    attributor = Attributor(updated)
+    # Both kinds of term are explained: the ridge member's coefficients and LightGBM's trees.
+    assert attributor.boosters
+    assert np.any(attributor.coefficients != 0)
+    scorer = Scorer(updated)
     answers = scorer.predict(patients)
     contributions = answers[[f"contribution_{name}" for name in PREDICTOR_NAMES]]
     np.testing.assert_allclose(
