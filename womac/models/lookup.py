@@ -20,6 +20,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from womac.models.status import MonitoringStatus, status_from_tags
+
 
 class LookupRequest(BaseModel):
     """Which registry to ask, and for which alias of which registered model."""
@@ -32,7 +34,8 @@ class LookupRequest(BaseModel):
 
 
 class ChampionFound(BaseModel):
-    """The champion's model file (downloaded), its run's figures and its model report."""
+    """The champion's model file (downloaded), its run's figures, its model report and its
+    latest monitoring verdict (``None`` when never, or illegibly, monitored)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -43,6 +46,7 @@ class ChampionFound(BaseModel):
     metrics: dict[str, float]
     chosen_model: str
     report_html: str | None = None
+    monitoring: MonitoringStatus | None = None
 
 
 class NoChampion(BaseModel):
@@ -109,6 +113,8 @@ def resolve_champion(request: LookupRequest) -> ChampionFound | NoChampion | Loo
         metrics=dict(run.data.metrics),
         chosen_model=run.data.params.get("chosen_model", ""),
         report_html=report_html,
+        # Read from the version itself, so a reload sees a verdict written since start-up.
+        monitoring=status_from_tags(dict(current.tags or {})),
     )
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from typing import Any
 
 from womac.models.eligibility import Protocol, protocol_from
-from womac.models.lookup import LookupFailed, NoChampion
+from womac.models.lookup import ChampionFound, LookupFailed, NoChampion
 from womac.models.scoring import Scorer
+from womac.models.status import MonitoringStatus
 from womac.models.store import load_skops, prepare_loading
 from womac.serve.champion import ChampionLookup
 from womac.settings import Settings
@@ -29,6 +31,7 @@ class ServedModel:
     protocol: Protocol = field(default_factory=Protocol)
     metrics: dict[str, float] = field(default_factory=dict)
     report_html: str | None = None
+    monitoring: MonitoringStatus | None = None
     scorer: Scorer = field(init=False)
 
     def __post_init__(self) -> None:
@@ -45,13 +48,35 @@ class ServedModel:
         reference = {"name": self.name, "version": self.version, "run_id": self.run_id}
         return [answer | {"model": reference} for answer in self.scorer.respond(records)]
 
+    def serves(self, answer: ChampionFound) -> bool:
+        """Whether ``answer`` names the very version (and run) this model was loaded from."""
+        return (answer.version, answer.run_id) == (self.version, self.run_id)
+
+    def refreshed(self, answer: ChampionFound) -> ServedModel:
+        """This model with what the registry says of its version now: figures, report and
+        the latest monitoring verdict.
+
+        A registered version's model file never changes, so the loaded pipeline and its
+        prepared scorer are shared, not loaded and prepared again.
+        """
+        fresh = copy.copy(self)
+        fresh.metrics = answer.metrics
+        fresh.report_html = answer.report_html
+        fresh.monitoring = answer.monitoring
+        return fresh
+
 
 class ModelUnavailableError(RuntimeError):
     """No model can be served; the message says why and what to do."""
 
 
-def load_champion(settings: Settings, lookup: ChampionLookup | None = None) -> ServedModel:
-    """Load the model the champion alias points to, with its run's figures and report.
+def load_champion(
+    settings: Settings,
+    lookup: ChampionLookup | None = None,
+    current: ServedModel | None = None,
+) -> ServedModel:
+    """Load the model the champion alias points to, with its run's figures, report and
+    latest monitoring verdict.
 
     Parameters
     ----------
@@ -59,6 +84,9 @@ def load_champion(settings: Settings, lookup: ChampionLookup | None = None) -> S
         Registry names, tracking store and protocol.
     lookup
         A lookup already started (at the very beginning of start-up); started here if not.
+    current
+        The model serving now (on reload): if the alias still points to its version, that
+        model is kept, with the registry's latest verdict, instead of being loaded again.
 
     Raises
     ------
@@ -78,6 +106,8 @@ def load_champion(settings: Settings, lookup: ChampionLookup | None = None) -> S
             f"{wanted} cannot be loaded: {answer.message}. Retrain with `womac train` or "
             "point the alias at a working version."
         )
+    if current is not None and current.serves(answer):
+        return current.refreshed(answer)
     try:
         pipeline = load_skops(answer.model_file)
         served = ServedModel(
@@ -90,6 +120,7 @@ def load_champion(settings: Settings, lookup: ChampionLookup | None = None) -> S
             protocol=protocol_from(settings),
             metrics=answer.metrics,
             report_html=answer.report_html,
+            monitoring=answer.monitoring,
         )
     except Exception as error:
         raise ModelUnavailableError(

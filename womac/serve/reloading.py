@@ -50,7 +50,11 @@ async def _reload(app: FastAPI) -> ReloadOutcome:
     previous = app.state.model
     before = previous.version if previous is not None else None
     try:
-        loaded = await run_in_threadpool(lambda: load_champion(settings, ChampionLookup(settings)))
+        # The same version is kept, not loaded again: a reload then only refreshes what the
+        # registry says of it (its latest monitoring verdict, written by `womac monitor`).
+        loaded = await run_in_threadpool(
+            lambda: load_champion(settings, ChampionLookup(settings), current=previous)
+        )
     except ModelUnavailableError as problem:
         logger.error("reload failed; still serving version %s: %s", before, problem)
         return ReloadOutcome(

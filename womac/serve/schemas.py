@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from womac.data import defaults
 from womac.data.contract import FIELDS, Kind, PatientField, Role
+from womac.models.status import MonitoringStatus
 from womac.serve.bodies import MAX_PROBLEMS
 from womac.settings import MAX_BATCH_CEILING
 
@@ -203,6 +204,12 @@ class ModelCard(BaseModel):
     )
     responder: dict[str, float] = Field(
         description="Held-out AUROC, Brier score and calibration of the responder probability."
+    )
+    monitoring: MonitoringStatus | None = Field(
+        description="The latest verdict of `womac monitor` on this version, judged on patients "
+        "treated since its training: holds, degraded or not_judged (no 12-month scores yet), "
+        "when, on how many patients and why. Null when it was never monitored (or its record "
+        "cannot be read). A reload picks up a newer verdict."
     )
 
 

@@ -45,6 +45,7 @@ def model_card(model: ModelDep) -> ModelCard:
             "min_points": outcome.responder_min_points,
             "min_fraction": outcome.responder_min_fraction,
         },
+        monitoring=model.monitoring,
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -10,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from womac.data.contract import FIELDS, FormSection, Kind, PatientField, Role
+from womac.models.status import MonitoringStatus, Verdict
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
@@ -62,14 +64,43 @@ def askable_fields() -> list[str]:
     return [f.name for f in FIELDS if f.role is not Role.OUTCOME]
 
 
+@dataclass(frozen=True, slots=True)
+class MonitoringNotice:
+    """What the page tells a clinician when monitoring found the serving model degraded."""
+
+    patients: str
+    checked_on: str
+    reasons: tuple[str, ...]
+
+
+def monitoring_notice(status: MonitoringStatus | None) -> MonitoringNotice | None:
+    """The notice for the serving model's latest verdict: only when it is ``degraded``."""
+    if status is None or status.verdict is not Verdict.degraded:
+        return None
+    patients = f"{status.patients:,} patient{'' if status.patients == 1 else 's'}"
+    return MonitoringNotice(patients, _day(status.last_monitored), tuple(status.reasons))
+
+
+def _day(moment: str) -> str:
+    """An ISO 8601 moment as a day in words (12 March 2027); as written if it is not one."""
+    try:
+        day = datetime.fromisoformat(moment)
+    except ValueError:
+        return moment
+    return f"{day.day} {day:%B %Y}"
+
+
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def page(request: Request) -> HTMLResponse:
     """The clinician page."""
+    # Not the model dependency: the page is served (and its form works) with no model loaded.
+    model = request.app.state.model
     return templates.TemplateResponse(
         request,
         "index.html",
         {
             "sections": form_sections(),
             "Kind": Kind,
+            "notice": monitoring_notice(model.monitoring if model is not None else None),
         },
     )
