@@ -31,6 +31,10 @@ class SimulationSettings:
     lost_to_follow_up: float = 0.12  # 12% at 12 months, more among non-improvers
     kl_missing: float = 0.05  # KL grade blank for about 5% (no radiograph on file)
     optional_missing: float = 0.08  # *assumption*: blanks in optional fields of an export
+    # Drift scenarios (monitoring's tests and benchmarks): later patients who improve more
+    # than the literature's (a protocol change), and a case mix other than the literature's.
+    improvement_shift: float = 0.0  # points added to every expected improvement
+    figures: CohortFigures | None = None  # None: COHORT_FIGURES
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,10 +107,11 @@ def simulate_cohort(
     rng = np.random.default_rng(seed)
     # The draws happen in a fixed order (patients, their treatment, the outcome, the blanks):
     # the same seed gives the same cohort only while that order holds.
-    columns = _patients(rng, n, COHORT_FIGURES)
+    figures = cfg.figures or COHORT_FIGURES
+    columns = _patients(rng, n, figures)
     columns |= _history_and_treatment(rng, n)
     total_0 = np.sum([columns[name] for name in BASELINE_SUBSCALES], axis=0)
-    mean_improvement = _mean_improvement(columns, total_0, COHORT_FIGURES)
+    mean_improvement = _mean_improvement(columns, total_0, figures) + cfg.improvement_shift
 
     # Observed: 12-month total = baseline - improvement - noise, on the 0-96 scale.
     # Residual SD about 11 points (DESIGN.md). The oracle is the exact expectation of the

@@ -50,7 +50,13 @@ def slope_gate(slope: float, se: float, low: float, high: float, alpha: float) -
 
 
 def coverage_gate(
-    covered: int, n: int, level: float, tolerance: float, wide: float, alpha: float
+    covered: int,
+    n: int,
+    level: float,
+    tolerance: float,
+    wide: float,
+    alpha: float,
+    who: str = "held-out",
 ) -> Gate:
     """Refuse an interval that under-covers, or is far too wide, beyond binomial sampling.
 
@@ -66,12 +72,14 @@ def coverage_gate(
         Coverage up to ``level + wide`` is accepted as conservative.
     alpha
         The chance of refusing an interval whose true coverage is at either limit.
+    who
+        Which patients, in the sentence: ``"held-out"`` (promotion), ``"new"`` (monitoring).
     """
     share = covered / n if n else float("nan")
-    shown = f"{level:.0%} interval covers {share:.1%} of {n} held-out patients"
+    shown = f"{level:.0%} interval covers {share:.1%} of {n} {who} patients"
     floor, ceiling = level - tolerance, min(level + wide, 1.0)
     if n == 0:
-        return Gate(False, f"{level:.0%} interval: no held-out patients to check it on")
+        return Gate(False, f"{level:.0%} interval: no {who} patients to check it on")
     # P(this few inside | true coverage at the floor): small means it truly under-covers.
     if binom.cdf(covered, n, floor) < alpha:
         return Gate(False, f"{shown}: under-covers (below {floor:.0%} beyond sampling error)")

@@ -41,6 +41,7 @@ class Command(StrEnum):
     """A command that needs the champion; each can use another version in its own way."""
 
     predict = "predict"  # takes --model-uri
+    monitor = "monitor"  # takes --model-uri
     serve = "serve"  # serves the alias only: a version is served by promoting it
 
 
@@ -162,7 +163,7 @@ def _listed(versions: list[RegisteredVersion]) -> str:
 def _use_anyway_advice(model_name: str, newest: int, command: Command) -> str:
     """How ``command`` can use the newest version that is not abandoned, champion or not."""
     promote = f'`womac promote {newest} --reason "..."`'
-    if command is Command.predict:
+    if command in (Command.predict, Command.monitor):
         return (
             f"Use one anyway with --model-uri models:/{model_name}/{newest}, or make it the "
             f"champion with {promote} (the reason is recorded in the registry); or train "

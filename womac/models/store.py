@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from sklearn.pipeline import Pipeline
 
     from womac.models.eligibility import Protocol
+    from womac.models.reference import TrainingReference
 
 ARTIFACT_NAME = "model"
 REPORT_ARTIFACT = "report/model_report.html"
@@ -91,7 +92,12 @@ def model_signature() -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_model(pipeline: Pipeline, input_example: pd.DataFrame, protocol: Protocol) -> ModelInfo:
+def log_model(
+    pipeline: Pipeline,
+    input_example: pd.DataFrame,
+    protocol: Protocol,
+    reference: TrainingReference | None = None,
+) -> ModelInfo:
     """Log the served pipeline to the active run as the registered-model-to-be (``model``).
 
     Parameters
@@ -102,6 +108,10 @@ def log_model(pipeline: Pipeline, input_example: pd.DataFrame, protocol: Protoco
         Simulated patients (never a real one), as a clinic's export holds them.
     protocol
         The clinic's exclusions, the model's default ``model_config``.
+    reference
+        The training patients' summary (counts per category of each field, no patient
+        rows), kept with the model as ``artifacts/reference.json`` for ``womac monitor``'s
+        drift checks.
     """
     import mlflow.pyfunc
 
@@ -114,11 +124,17 @@ def log_model(pipeline: Pipeline, input_example: pd.DataFrame, protocol: Protoco
         staged = Path(folder)
         skops_file = staged / f"{PIPELINE_ARTIFACT}.skops"
         _dump_skops(pipeline, skops_file)
+        artifacts = {PIPELINE_ARTIFACT: str(skops_file)}
+        if reference is not None:
+            from womac.models.reference import REFERENCE_ARTIFACT, REFERENCE_FILE, write_reference
+
+            written = write_reference(reference, staged / REFERENCE_FILE)
+            artifacts[REFERENCE_ARTIFACT] = str(written)
         try:
             return mlflow.pyfunc.log_model(
                 name=ARTIFACT_NAME,
                 python_model=str(MODEL_CODE),
-                artifacts={PIPELINE_ARTIFACT: str(skops_file)},
+                artifacts=artifacts,
                 code_paths=[str(_stage_code(staged / "code"))],
                 model_config={
                     "excluded_kl_grades": list(protocol.excluded_kl_grades),

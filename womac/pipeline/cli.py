@@ -1,4 +1,4 @@
-"""The ``womac`` command line: simulate, validate, train, predict, promote, serve.
+"""The ``womac`` command line: simulate, validate, train, predict, monitor, promote, serve.
 
 Each command parses its options and calls the one function that does its job; how results
 are shown is :mod:`womac.pipeline.console`'s, how a command refuses or is interrupted
@@ -29,6 +29,7 @@ from womac.pipeline.console import (
 from womac.pipeline.detail import Detail
 from womac.pipeline.engines import Engine
 from womac.pipeline.exits import command_settings, interruptible, refuse
+from womac.pipeline.monitor import Update
 
 if TYPE_CHECKING:
     from womac.data.cohort import Layout
@@ -334,6 +335,76 @@ def predict(
         except refused as error:
             raise refuse(error) from None
     show_scored(summary)
+
+
+@app.command()
+def monitor(
+    data: Annotated[
+        Path,
+        typer.Option(
+            help="Export of patients treated after the model's training data, with their "
+            "12-month scores where known (CSV, workbook or Parquet)."
+        ),
+    ],
+    model_uri: Annotated[
+        str | None,
+        typer.Option(
+            help="models:/<name>@<alias> or models:/<name>/<version>; default: the champion."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the whole result as one JSON object.")
+    ] = False,
+    update: Annotated[
+        Update | None,
+        typer.Option(
+            help="recalibrate: fit the smallest update the new patients support (intercept, "
+            "slope, interval scale); refit: retrain on the training and new patients. Either "
+            "is registered and becomes champion only through the promotion gates."
+        ),
+    ] = None,
+    training_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="For --update refit: the model's training export, when it is no longer "
+            "where its training run says."
+        ),
+    ] = None,
+    sheet: Sheet = None,
+    mapping: MappingFile = None,
+    dictionary: Dictionary = None,
+) -> None:
+    """Does the model still hold on the patients treated since? Exit 0 holds (or not judged
+    yet: no 12-month scores), 3 degraded, 1 bad input."""
+    from womac.data.problems import CohortError
+    from womac.models.tracking import StoreUnavailableError
+    from womac.pipeline.monitor import MonitorError
+    from womac.pipeline.monitor import monitor as run_monitoring
+    from womac.pipeline.monitor_console import show_monitoring
+    from womac.pipeline.safety import StoreBusyError
+    from womac.pipeline.train import TrainingError
+
+    refused = (CohortError, MonitorError, StoreUnavailableError, StoreBusyError, TrainingError)
+    settings = command_settings()
+    layout = _layout(data, sheet, mapping, dictionary)
+    with (
+        progress(shown=not as_json) as on_step,
+        interruptible("the verdict may not be recorded; no alias moved"),
+    ):
+        try:
+            result = run_monitoring(
+                data,
+                settings,
+                model_uri=model_uri,
+                layout=layout,
+                update=update,
+                training_data=training_data,
+                on_step=on_step,
+            )
+        except refused as error:
+            raise refuse(error) from None
+    show_monitoring(result, as_json=as_json)
+    raise typer.Exit(code=result.exit_code)
 
 
 @app.command()

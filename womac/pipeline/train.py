@@ -35,6 +35,7 @@ from womac.models.eligibility import protocol_from
 from womac.models.evaluation import evaluate
 from womac.models.leftovers import Leftover, clean_store
 from womac.models.metrics import regression_metrics
+from womac.models.reference import reference_of
 from womac.models.selection import Choice, Folds, Tuned, blend, choose, tune
 from womac.models.split import Sides, group_folds, split_patients, tuning_rows
 from womac.models.store import REPORT_ARTIFACT, connect, create_store, log_model
@@ -355,7 +356,10 @@ def _track_and_register(
         )
         on_step("Logging the fitted pipeline")
         model_info = log_model(
-            trained.served, input_example(settings.seed), protocol_from(settings)
+            trained.served,
+            input_example(settings.seed),
+            protocol_from(settings),
+            reference_of(_served_patients(trained)),
         )
         on_step("Registering the model")
         version = register(
@@ -363,6 +367,12 @@ def _track_and_register(
         )
         mlflow.set_tags({"model_version": version, "promoted": str(promotion.promoted)})
     return _result(trained, run_id, experiment_id, version, promotion, started)
+
+
+def _served_patients(trained: Trained) -> pd.DataFrame:
+    """The patients the served model was fitted on (whose summary is kept with it)."""
+    sides = trained.sides
+    return pd.concat([sides.x_fit, sides.x_test]) if trained.refit_on_all else sides.x_fit
 
 
 def _report_context(
