@@ -20,7 +20,7 @@ import httpx
 import pandas as pd
 
 from womac.data.cohort import Cohort, read_cohort
-from womac.data.contract import FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, KL_GRADES
+from womac.data.contract import ELIGIBILITY_FLAGS, FIELD_BY_NAME, FOLLOW_UP_SUBSCALES, Kind
 from womac.data.simulate import simulate_cohort
 from womac.settings import Settings
 
@@ -207,19 +207,21 @@ _REDCAP_CODED = {
         {"1": "Autologous", "2": "Allogeneic"},
     ),
 }
-_REDCAP_PLAIN = {  # variable: (contract field, label, field type)
-    "age_years": ("age", "Age", "text"),
-    "bmi": ("bmi", "BMI (kg/m2)", "text"),
-    "kl": ("kl_grade", "Kellgren-Lawrence grade", "radio"),
-    "symptom_duration": ("symptom_years", "Years with symptoms", "text"),
-    "cell_dose": ("cell_dose_millions", "Cell dose", "text"),
-    "n_injections": ("injections", "Injections", "text"),
-    "diabetes": ("diabetes", "Diabetes", "yesno"),
-    "smoker": ("smoker", "Current smoker", "yesno"),
-    "prp": ("prp", "PRP with cells", "yesno"),
-    "rehab": ("rehab", "Rehabilitation", "yesno"),
+# The clinic's own variable names and labels; the REDCap field type follows from the contract.
+_REDCAP_PLAIN = {  # variable: (contract field, label)
+    "age_years": ("age", "Age"),
+    "bmi": ("bmi", "BMI (kg/m2)"),
+    "kl": ("kl_grade", "Kellgren-Lawrence grade"),
+    "symptom_duration": ("symptom_years", "Years with symptoms"),
+    "cell_dose": ("cell_dose_millions", "Cell dose"),
+    "n_injections": ("injections", "Injections"),
+    "diabetes": ("diabetes", "Diabetes"),
+    "smoker": ("smoker", "Current smoker"),
+    "prp": ("prp", "PRP with cells"),
+    "rehab": ("rehab", "Rehabilitation"),
 }
-_REDCAP_EXCLUSIONS = {"1": "avascular_necrosis", "2": "active_infection", "3": "immune_disorder"}
+# One checkbox per protocol exclusion, coded 1, 2, ... in contract order.
+_REDCAP_EXCLUSIONS = {str(code): flag.name for code, flag in enumerate(ELIGIBILITY_FLAGS, 1)}
 _REDCAP_WOMAC = {"womac_pain": "pain", "womac_stiff": "stiffness", "womac_func": "function"}
 
 
@@ -239,9 +241,9 @@ def redcap_project(cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd
     for variable, (name, _, codes, _) in _REDCAP_CODED.items():
         back = {value: code for code, value in codes.items()}
         baseline[variable] = contract[name].map(back)
-    for variable, (name, _, kind) in _REDCAP_PLAIN.items():
+    for variable, (name, _) in _REDCAP_PLAIN.items():
         values = contract[name]
-        if kind == "yesno":
+        if _redcap_type(name) == "yesno":
             values = values.map({True: "1", False: "0"})  # 1.0 and 0.0 hash as True, False
         baseline[variable] = values
     for code, flag in _REDCAP_EXCLUSIONS.items():
@@ -260,16 +262,27 @@ def redcap_project(cohort: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd
     return contract, export, _redcap_dictionary()
 
 
+def _redcap_type(name: str) -> str:
+    """The REDCap field type a clinic would give the contract field: yes/no for a flag, radio
+    buttons for a scale with words for its values, text otherwise."""
+    spec = FIELD_BY_NAME[name]
+    if spec.kind is Kind.BOOLEAN:
+        return "yesno"
+    return "radio" if spec.value_labels else "text"
+
+
 def _redcap_dictionary() -> pd.DataFrame:
     rows = [("record_id", "Record ID", "text", "")]
     for variable, (_, label, _, choices) in _REDCAP_CODED.items():
         rows.append(
             (variable, label, "radio", " | ".join(f"{c}, {t}" for c, t in choices.items()))
         )
-    for variable, (name, label, kind) in _REDCAP_PLAIN.items():
-        choices = "1, Yes | 0, No" if kind == "yesno" else ""
-        if name == "kl_grade":
-            choices = " | ".join(f"{g}, {g} - {w}" for g, w in KL_GRADES)
+    for variable, (name, label) in _REDCAP_PLAIN.items():
+        kind = _redcap_type(name)
+        choices = {
+            "yesno": "1, Yes | 0, No",
+            "radio": " | ".join(f"{v}, {v} - {w}" for v, w in FIELD_BY_NAME[name].value_labels),
+        }.get(kind, "")
         rows.append((variable, label, kind, choices))
     exclusions = " | ".join(
         f"{code}, {FIELD_BY_NAME[flag].label}" for code, flag in _REDCAP_EXCLUSIONS.items()

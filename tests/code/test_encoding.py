@@ -10,7 +10,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import PREDICTOR_NAMES
 from womac.data.patients import patients_frame
-from womac.data.simulate import simulate_cohort
+from womac.data.simulate import simulate_cohort, simulated_fields
 from womac.features.encoding import PatientEncoder, field_of
 
 
@@ -40,6 +40,8 @@ def one_patient(patients: pd.DataFrame, **values: object) -> pd.DataFrame:
     return patient
 
 
+# The predictors a simulated cohort has values for; the others are blank columns in it.
+SIMULATED_PREDICTORS = set(PREDICTOR_NAMES) & set(simulated_fields())
 ENCODERS = [
     pytest.param(PatientEncoder(), id="linear"),
     pytest.param(PatientEncoder(spline_knots=4), id="splines"),
@@ -57,8 +59,10 @@ def test_every_output_column_is_named_after_one_contract_field(
         field = field_of(name)
         assert field in PREDICTOR_NAMES, name
         assert name == field or name.startswith(f"{field}__"), name
-    # Every predictor is known for most simulated patients, so each gets an input.
-    assert {field_of(name) for name in names} == set(PREDICTOR_NAMES)
+    # Every predictor the simulator draws is known for most simulated patients, so each gets
+    # an input; one it has no figures for is never known, so it gets none.
+    assert {field_of(name) for name in names} == SIMULATED_PREDICTORS
+    assert set(encoder.unused_fields_) == set(PREDICTOR_NAMES) - SIMULATED_PREDICTORS
 
 
 @pytest.mark.parametrize("encoder", ENCODERS)
@@ -79,7 +83,8 @@ def test_a_field_never_known_in_training_gets_no_column(patients: pd.DataFrame) 
     encoder = PatientEncoder().fit(training)
     names = encoder.get_feature_names_out()
 
-    assert set(encoder.unused_fields_) == {"symptom_years", "activity_level"}
+    never_simulated = set(PREDICTOR_NAMES) - SIMULATED_PREDICTORS
+    assert set(encoder.unused_fields_) == {"symptom_years", "activity_level"} | never_simulated
     assert not any(field_of(name) in encoder.unused_fields_ for name in names)
     # A patient who does have a value there is encoded all the same.
     patient = one_patient(patients, symptom_years=5.0, activity_level="high")

@@ -12,19 +12,9 @@ import pytest
 from womac.data.cohort import inspect_cohort, read_cohort
 from womac.data.contract import FIELD_BY_NAME, FIELDS, FOLLOW_UP_SUBSCALES, Kind
 from womac.data.problems import CohortError
-from womac.data.simulate import simulate_cohort
+from womac.data.simulate import simulate_cohort, simulated_fields
 
-REQUIRED = (
-    "patient_id",
-    "age",
-    "sex",
-    "bmi",
-    "joint",
-    "kl_grade",
-    "womac_pain_0",
-    "womac_stiffness_0",
-    "womac_function_0",
-)
+REQUIRED = tuple(spec.name for spec in FIELDS if spec.required)
 HEADER = ",".join(REQUIRED)
 OUTCOMES = ",".join(FOLLOW_UP_SUBSCALES)
 
@@ -69,9 +59,12 @@ def test_simulated_export_reads_back_with_every_contract_column_typed(
     cohort = read_cohort(path, require_outcomes=True)
 
     assert list(cohort.frame.columns) == [spec.name for spec in FIELDS]
+    assert cohort.present == frozenset(spec.name for spec in FIELDS)
     assert len(cohort) == len(original)
     for spec in FIELDS:
         column = cohort.frame[spec.name]
+        # A field the simulator has no figures for is exported as a blank column.
+        assert column.notna().any() == (spec.name in simulated_fields()), spec.name
         if is_text_field(spec.name):
             assert column.dtype == object, spec.name
             assert all(isinstance(value, str) for value in column.dropna()), spec.name

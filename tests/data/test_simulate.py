@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from womac.data import simulate
 from womac.data.cohort import read_cohort, womac_total
-from womac.data.contract import FIELDS, FOLLOW_UP_SUBSCALES, Kind
-from womac.data.simulate import ORACLE, simulate_cohort
+from womac.data.contract import FIELD_BY_NAME, FIELDS, FOLLOW_UP_SUBSCALES, Kind, PatientField
+from womac.data.simulate import ORACLE, simulate_cohort, simulated_fields
 
 LARGE = 20_000
 
@@ -46,6 +48,60 @@ def test_cohort_and_oracle_line_up(large: tuple[pd.DataFrame, pd.Series]) -> Non
     assert np.isfinite(oracle).all()
     assert cohort["patient_id"].is_unique
     assert list(cohort.columns) == [field.name for field in FIELDS]
+
+
+def test_the_fields_simulated_are_contract_fields_in_contract_order() -> None:
+    names = [field.name for field in FIELDS]
+    simulated = simulated_fields()
+
+    assert simulated == tuple(name for name in names if name in simulated)
+    # Every required field is drawn, so a simulated cohort is a valid training export.
+    assert {field.name for field in FIELDS if field.required} <= set(simulated)
+    assert set(FOLLOW_UP_SUBSCALES) <= set(simulated)
+
+
+def test_a_field_without_figures_is_a_blank_column_typed_as_its_kind(
+    large: tuple[pd.DataFrame, pd.Series],
+) -> None:
+    cohort, _ = large
+    for field in FIELDS:
+        column = cohort[field.name]
+        if field.name in simulated_fields():
+            assert column.notna().any(), field.name
+        else:
+            assert_blank_as_its_kind(column, field)
+
+
+def test_a_field_new_to_the_contract_comes_out_blank_and_changes_no_other_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    before, before_oracle = simulate_cohort(500, seed=7)
+    # An optional flag, number and category, new to the contract and placed in its middle
+    # as an edit of data/contract.py would place them.
+    kinds = ("prp", "cell_dose_millions", "donor")
+    new = [replace(FIELD_BY_NAME[name], name=f"new_{name}") for name in kinds]
+    at = len(FIELDS) // 2
+    contract = (*FIELDS[:at], *new, *FIELDS[at:])
+    monkeypatch.setattr(simulate, "FIELDS", contract)
+
+    after, after_oracle = simulate_cohort(500, seed=7)
+
+    assert list(after.columns) == [field.name for field in contract]
+    pd.testing.assert_frame_equal(after.drop(columns=[field.name for field in new]), before)
+    pd.testing.assert_series_equal(after_oracle, before_oracle)
+    for field in new:
+        assert_blank_as_its_kind(after[field.name], field)
+
+
+def assert_blank_as_its_kind(column: pd.Series, field: PatientField) -> None:
+    """All blank, typed as the simulator types a drawn column of the field's kind."""
+    assert column.isna().all(), field.name
+    if field.is_numeric:
+        assert column.dtype == np.float64, field.name
+    elif field.kind is Kind.BOOLEAN:
+        assert column.dtype == object, field.name  # drawn flags with blanks are objects
+    else:
+        assert pd.api.types.is_string_dtype(column), field.name
 
 
 def test_figures_match_the_design(large: tuple[pd.DataFrame, pd.Series]) -> None:

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from womac.data.cohort import model_input, read_cohort
-from womac.data.contract import ELIGIBILITY_FLAGS, FIELDS, PREDICTOR_NAMES, Role
+from womac.data.contract import ELIGIBILITY_FLAGS, FIELDS, PREDICTOR_NAMES, Kind, Role
 from womac.data.patients import patients_columns
 from womac.data.simulate import simulate_cohort
 from womac.models.compiled import CompiledPatient
@@ -19,6 +19,7 @@ from womac.models.explain import Attributor, explain
 from womac.models.scoring import Scorer
 
 PATIENTS = 2000
+FLAGS = tuple(spec.name for spec in FIELDS if spec.kind is Kind.BOOLEAN)
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def records(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
                 if spec.name in record and not spec.required:
                     record[spec.name] = None
         # The API sends booleans and integers as such.
-        for flag in ("diabetes", "smoker", "prp", "rehab", *(f.name for f in ELIGIBILITY_FLAGS)):
+        for flag in FLAGS:
             if record.get(flag) is not None:
                 record[flag] = bool(record[flag])
         out.append(record)

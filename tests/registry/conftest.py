@@ -27,7 +27,7 @@ from tests.registry.helpers import (
     clean_env,
     wait_for,
 )
-from womac.data.contract import FOLLOW_UP_SUBSCALES
+from womac.data.contract import FOLLOW_UP_SUBSCALES, PREDICTORS
 from womac.data.simulate import simulate_cohort
 from womac.settings import Settings
 
@@ -39,7 +39,7 @@ def cohort_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     frame, _ = simulate_cohort(3000, 777001)
     frame = frame.drop(columns=list(FOLLOW_UP_SUBSCALES))
     frame = frame.dropna(subset=["age", "bmi", "womac_function_0"]).reset_index(drop=True)
-    optional = ["symptom_years", "activity_level", "cell_dose_millions", "prp", "rehab"]
+    optional = [spec.name for spec in PREDICTORS if not spec.required]
     frame.loc[frame.index % 4 == 1, optional] = None
     frame.loc[frame.index % 9 == 2, "kl_grade"] = None
     path = tmp_path_factory.mktemp("export") / "patients.csv"

@@ -5,17 +5,31 @@ carries its source; figures marked *assumption* have no single published source 
 chosen to be plausible. The simulator knows each patient's noise-free expected improvement
 (the *oracle*), which benchmarks use to compare a model's error with the best possible on
 this data. The oracle is never a feature.
+
+The simulator draws only the fields it has figures for (:func:`simulated_fields`). Every other
+contract field comes out as a blank column, as in an export that has the column but none of
+its values, so a field added to the contract reaches a simulated cohort without an edit here,
+and the seeded draws of the other fields stay the same. A field gets values once this module
+has a figure for it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
-from womac.data.contract import BASELINE_SUBSCALES, FIELDS, FOLLOW_UP_SUBSCALES, WOMAC_TOTAL_MAX
+from womac.data.contract import (
+    BASELINE_SUBSCALES,
+    FIELDS,
+    FOLLOW_UP_SUBSCALES,
+    WOMAC_TOTAL_MAX,
+    Kind,
+    PatientField,
+)
 
 ORACLE = "expected_improvement_oracle"
 
@@ -96,14 +110,33 @@ def simulate_cohort(
     Returns
     -------
     cohort
-        One row per treated joint with every contract column, as a clinic would export it
-        (blanks as missing values, lost-to-follow-up rows with blank 12-month scores).
+        One row per treated joint with every contract column in contract order, as a clinic
+        would export it (blanks as missing values, lost-to-follow-up rows with blank 12-month
+        scores, and fields not in :func:`simulated_fields` blank throughout).
     oracle
         The noise-free expected 12-month improvement of each row, named ``ORACLE``.
     """
     if n < 1:
         raise ValueError("n must be at least 1")
-    cfg = settings or SimulationSettings()
+    drawn, oracle = _drawn_cohort(n, seed, settings or SimulationSettings())
+    return _with_every_contract_column(drawn), oracle
+
+
+@cache
+def simulated_fields() -> tuple[str, ...]:
+    """The contract fields the simulator draws values for, in contract order.
+
+    Read from what the simulator draws, not written down a second time: every other contract
+    field comes out of :func:`simulate_cohort` as a blank column.
+    """
+    # A few patients suffice: which columns are drawn does not depend on n or the seed (one
+    # patient would not do, the lost-to-follow-up draw standardises over the cohort).
+    drawn, _ = _drawn_cohort(8, 0, SimulationSettings())
+    return tuple(drawn.columns)
+
+
+def _drawn_cohort(n: int, seed: int, cfg: SimulationSettings) -> tuple[pd.DataFrame, pd.Series]:
+    """The columns the simulator has figures for, with their blanks, and the oracle."""
     rng = np.random.default_rng(seed)
     # The draws happen in a fixed order (patients, their treatment, the outcome, the blanks):
     # the same seed gives the same cohort only while that order holds.
@@ -132,6 +165,31 @@ def simulate_cohort(
     cohort = cohort.astype({c: object for c in cohort.columns if cohort[c].dtype == bool})
     _blank_as_exported(cohort, rng, total_0 - total_12, cfg)
     return cohort, pd.Series(oracle, index=cohort.index, name=ORACLE)
+
+
+def _with_every_contract_column(drawn: pd.DataFrame) -> pd.DataFrame:
+    """Every contract column in contract order; those the simulator did not draw are blank.
+
+    Added after every draw, so a field new to the contract leaves the seeded cohort as it was.
+    """
+    return pd.DataFrame(
+        {
+            spec.name: drawn[spec.name]
+            if spec.name in drawn.columns
+            else pd.Series(np.nan, index=drawn.index, dtype=_blank_dtype(spec))
+            for spec in FIELDS
+        },
+        index=drawn.index,
+    )
+
+
+def _blank_dtype(spec: PatientField) -> type:
+    """The dtype of a blank column, as the simulator types drawn columns of its kind."""
+    if spec.is_numeric:
+        return float
+    if spec.kind is Kind.BOOLEAN:
+        return object  # drawn flags with blanks are objects (True, False, NaN)
+    return str
 
 
 def _patients(rng: np.random.Generator, n: int, fig: CohortFigures) -> dict[str, np.ndarray]:
