@@ -48,13 +48,14 @@ def decide_promotion(
     evaluation: Evaluation,
     sides: Sides,
     data_sha256: str,
+    patients: str = "held-out",
 ) -> Promotion:
     """Promotion gates, on this run's held-out patients (before anything is registered).
 
     The new model becomes champion only if its calibration slope and its interval coverage
     pass their gates (sized by sampling error, :mod:`womac.models.gates`) and it beats the
     current champion's RMSE on the same patients. ``evaluated`` is the model fitted without
-    the held-out patients.
+    the held-out patients; ``patients`` names them in the sentences.
     """
     alpha = settings.gate_false_refusal
     gates = [
@@ -72,6 +73,7 @@ def decide_promotion(
             settings.gate_coverage_tolerance,
             settings.gate_coverage_wide,
             alpha,
+            who=patients,
         ),
     ]
     refusals = [gate.sentence for gate in gates if not gate.passed]

@@ -57,7 +57,9 @@ def register_update(
         mlflow.log_dict(evaluation.as_dict(), "evaluation/held_out.json")
         mlflow.log_metrics(evaluation.metrics())
         on_step("Comparing the update with the current champion")
-        promotion = decide_promotion(client, settings, updated, evaluation, sides, "")
+        promotion = decide_promotion(
+            client, settings, updated, evaluation, sides, "", "new (not fitted on)"
+        )
         _log_and_register(client, settings, model, updated, run_id, promotion, outcome)
 
 
