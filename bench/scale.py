@@ -21,8 +21,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common import RESULTS, print_table, womac, write_result
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 DATA = RESULTS / "data"
 
@@ -100,9 +104,7 @@ def formats(sizes: list[int]) -> None:
                 if suffix == ".parquet":
                     frame.to_parquet(path, index=False)
                 else:
-                    options = {"options": {"constant_memory": True}}
-                    with pd.ExcelWriter(path, engine="xlsxwriter", engine_kwargs=options) as book:
-                        frame.to_excel(book, index=False)
+                    _write_workbook(frame, path)
             inputs[suffix] = path
         timings = {}
         for suffix, data in inputs.items():
@@ -120,6 +122,24 @@ def formats(sizes: list[int]) -> None:
             }
     print_table(["patients", "input", "seconds", "patients/s", "x CSV", "peak RSS MiB"], rows)
     print(f"written to {write_result('formats', result)}")
+
+
+def _write_workbook(frame: pd.DataFrame, path: Path) -> None:
+    """The frame as one sheet, written row by row in xlsxwriter's constant-memory mode (which
+    keeps only the current row: pandas' ``to_excel`` writes by column and would lose data)."""
+    import math
+
+    import xlsxwriter
+
+    with xlsxwriter.Workbook(str(path), {"constant_memory": True}) as book:
+        sheet = book.add_worksheet()
+        sheet.write_row(0, 0, list(frame.columns))
+        for number, row in enumerate(frame.itertuples(index=False), start=1):
+            sheet.write_row(
+                number,
+                0,
+                ["" if isinstance(v, float) and math.isnan(v) else v for v in row],
+            )
 
 
 def main() -> None:

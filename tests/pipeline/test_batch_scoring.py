@@ -243,6 +243,28 @@ def test_a_file_scored_in_chunks_gives_the_same_file(
     )
 
 
+def test_a_chunk_where_no_row_can_be_scored_is_written_unscored(
+    trained: Any, store: Any, tmp_path: Path
+) -> None:
+    """A whole chunk without a required field (a workbook's column left blank halfway down)
+    is written as rows not scored, saying why, not a crash of the whole file."""
+    from womac.pipeline.predict import score_cohort
+
+    cohort, _ = simulate_cohort(120, 2025)
+    cohort.loc[:59, "age"] = np.nan  # the first chunk of 60 has no age at all
+    data = tmp_path / "cohort.csv"
+    cohort.to_csv(data, index=False)
+    out = tmp_path / "scores.csv"
+    summary = score_cohort(
+        data, out, CHAMPION_URI, store.resolved_tracking_uri(), protocol_from(store), chunk_rows=60
+    )
+    written = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert summary.rows == len(written) == 120
+    assert written["expected_improvement"].iloc[:60].isna().all()
+    assert written["note"].iloc[:60].str.contains("age").all()
+    assert written["expected_improvement"].iloc[60:].notna().all()
+
+
 def test_a_bad_row_in_a_late_chunk_leaves_no_output(
     trained: Any, store: Any, tmp_path: Path
 ) -> None:

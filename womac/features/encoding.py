@@ -198,7 +198,10 @@ class PatientEncoder(TransformerMixin, BaseEstimator):
 
         Numbers as floats (NaN unknown), categories as objects (None or NaN unknown). No
         DataFrame, no validation: :meth:`transform` and the request schema validate first.
+        No patients give no rows (a chunk of an export where no row could be scored).
         """
+        if not len(next(iter(columns.values()), ())):
+            return np.zeros((0, len(self.mean_)))
         return (self._encode(columns) - self.mean_) / self.scale_
 
     def outside_training(self, columns: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
