@@ -135,18 +135,36 @@ def simulate(
         Path | None,
         typer.Option(help="Also write each patient's noise-free expected improvement here."),
     ] = None,
+    improvement_shift: Annotated[
+        float,
+        typer.Option(
+            help="Drift scenario: points added to every expected improvement (patients "
+            "treated under a new protocol), to try `womac monitor`."
+        ),
+    ] = 0.0,
+    residual_sd: Annotated[
+        float | None,
+        typer.Option(
+            min=0.1, help="Drift scenario: the outcome's noise in points (literature: 11)."
+        ),
+    ] = None,
 ) -> None:
     """Simulate a cohort from literature figures."""
+    import dataclasses
+
     import pandas as pd
 
-    from womac.data.simulate import simulate_cohort
+    from womac.data.simulate import SimulationSettings, simulate_cohort
     from womac.models.leftovers import clean_folder
     from womac.pipeline.files import atomic_write_csv
 
     with interruptible("no file was half written", writing=str(out)):
         for path in [out] if oracle is None else [out, oracle]:
             show_cleaned(clean_folder(path.parent, [path.name]))
-        cohort, expected = simulate_cohort(n, seed)
+        knobs = SimulationSettings(improvement_shift=improvement_shift)
+        if residual_sd is not None:
+            knobs = dataclasses.replace(knobs, residual_sd=residual_sd)
+        cohort, expected = simulate_cohort(n, seed, knobs)
         atomic_write_csv(cohort, out)
         console.print(f"Wrote {len(cohort)} simulated patients to {out}")
         if oracle is not None:
