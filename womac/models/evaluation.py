@@ -51,14 +51,21 @@ def calibration_curve(
     responded: np.ndarray, probability: np.ndarray, bins: int = 10
 ) -> list[dict[str, float]]:
     """Observed responder fraction per decile of predicted probability."""
-    frame = pd.DataFrame({"responded": responded, "probability": probability})
-    frame["bin"] = pd.qcut(frame["probability"], q=bins, duplicates="drop", labels=False)
+    return binned_calibration(probability, np.asarray(responded, dtype=float), bins)
+
+
+def binned_calibration(
+    predicted: np.ndarray, observed: np.ndarray, bins: int = 10
+) -> list[dict[str, float]]:
+    """Mean predicted and mean observed per quantile bin (decile) of the prediction."""
+    frame = pd.DataFrame({"observed": observed, "predicted": predicted})
+    frame["bin"] = pd.qcut(frame["predicted"], q=bins, duplicates="drop", labels=False)
     grouped = frame.groupby("bin").agg(
-        predicted=("probability", "mean"), observed=("responded", "mean"), n=("responded", "size")
+        predicted=("predicted", "mean"), observed=("observed", "mean"), n=("observed", "size")
     )
     return [
-        {"predicted": float(predicted), "observed": float(observed), "n": int(n)}
-        for predicted, observed, n in grouped.itertuples(index=False)
+        {"predicted": float(p), "observed": float(o), "n": int(k)}
+        for p, o, k in grouped.itertuples(index=False)
     ]
 
 

@@ -35,6 +35,7 @@ from womac.models.decision import decision_curve
 from womac.models.eligibility import assess
 from womac.models.evaluation import (
     SubgroupRow,
+    binned_calibration,
     calibration_curve,
     responder_metrics,
     subgroup_labels,
@@ -308,27 +309,12 @@ def _performance(scored: Scored, held_out: Mapping[str, Any], seed: int) -> Perf
         auroc=_auroc_estimate(responder, responded, held_out),
         brier=_brier_estimate(responded, scored.probability, held_out),
         responder_calibration=calibration_curve(responded, scored.probability),
-        improvement_calibration=improvement_calibration(observed, predicted),
+        improvement_calibration=binned_calibration(predicted, observed),
         subgroups=subgroup_table(
             subgroup_labels(scored.patients), observed, predicted, scored.lower, scored.upper, seed
         ),
         decision_curve=[asdict(row) for row in decision_curve(responded, scored.probability)],
     )
-
-
-def improvement_calibration(
-    observed: np.ndarray, predicted: np.ndarray, bins: int = 10
-) -> list[dict[str, float]]:
-    """Mean observed improvement per decile of the expected improvement."""
-    frame = pd.DataFrame({"observed": observed, "predicted": predicted})
-    frame["bin"] = pd.qcut(frame["predicted"], q=bins, duplicates="drop", labels=False)
-    grouped = frame.groupby("bin").agg(
-        predicted=("predicted", "mean"), observed=("observed", "mean"), n=("observed", "size")
-    )
-    return [
-        {"predicted": float(p), "observed": float(o), "n": int(k)}
-        for p, o, k in grouped.itertuples(index=False)
-    ]
 
 
 def _bootstrap(

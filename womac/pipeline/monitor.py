@@ -12,7 +12,6 @@ refit, gated like any model (:mod:`womac.pipeline.updating`).
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import tempfile
@@ -143,6 +142,7 @@ def monitor(
         No such model, or one that is not this product's.
     """
     from womac.data.cohort import AS_CONTRACT, read_cohort
+    from womac.data.report import file_sha256
     from womac.models.store import connect
     from womac.models.tracking import check_store
     from womac.pipeline.monitor_record import record
@@ -157,7 +157,7 @@ def monitor(
     on_step("Loading the model")
     model = load_monitored(client, model_uri or settings.model_uri, uri)
     result = judge_cohort(model, cohort, settings, on_step)
-    result.data["sha256"] = _sha256(data)
+    result.data["sha256"] = file_sha256(data)
     on_step("Recording the verdict in MLflow")
     record(client, settings, model, result, layout)
     if update is not None:
@@ -290,11 +290,3 @@ def _finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     return value
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -97,33 +97,34 @@ def coverage_by_subgroup(performance: Performance, held_out: Mapping[str, Any]) 
     axes = figure.subplots()
     positions = np.arange(len(rows))[::-1].astype(float)
     labels = [f"{row.subgroup.replace('_', ' ')}: {row.level} (n={row.n})" for row in rows]
-    values = np.array([row.coverage for row in rows])
-    bounds = np.array([row.coverage_ci for row in rows], dtype=float).reshape(-1, 2)
-    axes.errorbar(
-        values,
-        positions + 0.15,
-        xerr=np.abs(bounds.T - values),
-        fmt="o",
-        color=NEW,
-        ms=4,
-        capsize=2,
-        label="new patients",
-    )
+    new = [
+        (i, {"coverage": row.coverage, "coverage_ci": row.coverage_ci})
+        for i, row in enumerate(rows)
+    ]
     matched = [(i, held.get((row.subgroup, row.level))) for i, row in enumerate(rows)]
-    known = [(i, row) for i, row in matched if row is not None]
-    if known:
-        where = positions[[i for i, _ in known]] - 0.15
-        held_values = np.array([row["coverage"] for _, row in known])
-        held_bounds = np.array([row["coverage_ci"] for _, row in known], dtype=float)
+    for points, shift, style, label in (
+        (new, 0.15, ("o", NEW, 4), "new patients"),
+        (
+            [(i, row) for i, row in matched if row is not None],
+            -0.15,
+            ("s", HELD_OUT, 3),
+            "held-out patients",
+        ),
+    ):
+        if not points:
+            continue
+        values = np.array([row["coverage"] for _, row in points], dtype=float)
+        bounds = np.array([row["coverage_ci"] for _, row in points], dtype=float).reshape(-1, 2)
+        marker, colour, size = style
         axes.errorbar(
-            held_values,
-            where,
-            xerr=np.abs(held_bounds.T - held_values),
-            fmt="s",
-            color=HELD_OUT,
-            ms=3,
+            values,
+            positions[[i for i, _ in points]] + shift,
+            xerr=np.abs(bounds.T - values),
+            fmt=marker,
+            color=colour,
+            ms=size,
             capsize=2,
-            label="held-out patients",
+            label=label,
         )
     axes.axvline(performance.level, color="#444", lw=1, ls="--")
     axes.set_yticks(positions, labels, fontsize=8)

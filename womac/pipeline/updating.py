@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -155,6 +154,7 @@ def _refit(
 def _training_cohort(client: Any, model: MonitoredModel, given: Path | None) -> Cohort:
     """The model's training export: as given, or where its run says if still unchanged."""
     from womac.data.cohort import read_cohort
+    from womac.data.report import file_sha256
     from womac.pipeline.monitor import MonitorError
 
     tags = client.get_run(model.run_id).data.tags if model.run_id else {}
@@ -171,17 +171,9 @@ def _training_cohort(client: Any, model: MonitoredModel, given: Path | None) -> 
             f"{path or 'the place its run recorded'}: give it with --training-data FILE"
         )
     recorded = tags.get("data.sha256")
-    if given is None and recorded and _sha256(path) != recorded:
+    if given is None and recorded and file_sha256(path) != recorded:
         raise MonitorError(
             f"{path} changed since v{model.version} was trained on it (its SHA-256 differs): "
             "give the original with --training-data FILE"
         )
     return read_cohort(path, require_outcomes=True)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
