@@ -230,3 +230,22 @@ def test_recalibrating_after_a_shift_restores_calibration_and_coverage_through_t
     further = later_export(exports, "shift-further", 48, improvement_shift=6.0)
     again = judged(updated, further, monitored)
     assert {"calibration_slope", "calibration_in_the_large", "coverage"}.isdisjoint(failed(again))
+
+
+def test_the_report_section_escapes_what_the_export_brings_and_replaces_an_earlier_one(
+    champion: MonitoredModel, monitored: Settings, exports: Path
+) -> None:
+    from womac.pipeline.monitor_record import SECTION_END, with_section
+    from womac.pipeline.report.monitoring import render_section
+
+    named = exports / "<img src=x onerror=alert(1)>.csv"  # a file name is the clinic's
+    later_export(exports, "escape", 50).rename(named)
+    section = render_section(judged(champion, named, monitored), {})
+    assert "<img" not in section
+    assert "&lt;img src=x onerror=alert(1)&gt;.csv" in section
+    report = "<html><body><h1>report</h1></body></html>"
+    once = with_section(report, section)
+    twice = with_section(once, section.replace("Verdict", "Verdict again"))
+    assert twice.count(SECTION_START) == twice.count(SECTION_END) == 1
+    assert "Verdict again" in twice
+    assert twice.index(SECTION_END) < twice.index("</body>")
