@@ -249,3 +249,13 @@ def test_the_report_section_escapes_what_the_export_brings_and_replaces_an_earli
     assert twice.count(SECTION_START) == twice.count(SECTION_END) == 1
     assert "Verdict again" in twice
     assert twice.index(SECTION_END) < twice.index("</body>")
+
+
+def test_refit_without_the_training_export_is_refused_naming_what_to_give(
+    monitored: Settings, exports: Path
+) -> None:
+    from womac.pipeline.monitor import MonitorError
+
+    # The copied store has the runs but not the session's generated training cohort.
+    with pytest.raises(MonitorError, match="--training-data"):
+        monitor(later_export(exports, "refit", 51), monitored, update=Update.refit)

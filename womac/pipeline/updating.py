@@ -130,9 +130,10 @@ def _refit(
     from womac.pipeline.train import train
 
     on_step("Reading the model's training export")
-    previous = _training_cohort(client, model, training_data)
+    previous = _training_cohort(client, model, training_data, settings.generated_dir)
+    old = previous.frame[previous.trainable.to_numpy()]
     new = cohort.frame[cohort.trainable.to_numpy()]
-    combined = pd.concat([previous.frame[previous.trainable.to_numpy()], new], ignore_index=True)
+    combined = pd.concat([old, new], ignore_index=True)
     folder = settings.generated_dir
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"refit-v{model.version}-{len(combined)}.csv"
@@ -141,8 +142,8 @@ def _refit(
     return UpdateResult(
         kind="refit",
         sentences=[
-            f"refitted on {len(previous.frame)} training rows and {len(new)} new patients "
-            f"with 12-month scores ({path}); {trained.promotion.reason}"
+            f"refitted on {len(old)} usable training rows ({previous.source}) and {len(new)} "
+            f"new ones with 12-month scores, as {path}: {trained.promotion.reason}"
         ],
         version=trained.model_version,
         promoted=trained.promotion.promoted,
@@ -151,24 +152,29 @@ def _refit(
     )
 
 
-def _training_cohort(client: Any, model: MonitoredModel, given: Path | None) -> Cohort:
-    """The model's training export: as given, or where its run says if still unchanged."""
+def _training_cohort(
+    client: Any, model: MonitoredModel, given: Path | None, generated: Path
+) -> Cohort:
+    """The model's training export: as given, or the file its run names (here, or among the
+    simulated cohorts) if it is still the same file."""
     from womac.data.cohort import read_cohort
     from womac.data.report import file_sha256
     from womac.pipeline.monitor import MonitorError
 
-    tags = client.get_run(model.run_id).data.tags if model.run_id else {}
+    tags = _training_tags(client, model.run_id)
     if tags.get("data.mapping") or tags.get("data.sheet"):
         raise MonitorError(
             "the model was trained on an export read through a mapping or a sheet: write it "
             "as a contract CSV and refit with `womac train --data FILE` on it and the new "
             "patients, or use --update recalibrate"
         )
-    path = given or (Path(tags["data.source"]) if tags.get("data.source") else None)
+    source = tags.get("data.source", "")
+    found = [place for place in (Path(source), generated / source) if source and place.is_file()]
+    path = given or (found[0] if found else None)
     if path is None or not path.is_file():
         raise MonitorError(
-            f"the training export of v{model.version} is not at "
-            f"{path or 'the place its run recorded'}: give it with --training-data FILE"
+            f"the training export of v{model.version} ({source or 'not recorded'}) is not "
+            "here: give it with --training-data FILE"
         )
     recorded = tags.get("data.sha256")
     if given is None and recorded and file_sha256(path) != recorded:
@@ -177,3 +183,15 @@ def _training_cohort(client: Any, model: MonitoredModel, given: Path | None) -> 
             "give the original with --training-data FILE"
         )
     return read_cohort(path, require_outcomes=True)
+
+
+def _training_tags(client: Any, run_id: str) -> dict[str, str]:
+    """The tags of the run that trained the model: a recalibrated version's base's, back to
+    the training itself (a recalibration run's data is its monitoring export)."""
+    seen: set[str] = set()
+    tags: dict[str, str] = {}
+    while run_id and run_id not in seen:
+        seen.add(run_id)
+        tags = dict(client.get_run(run_id).data.tags)
+        run_id = tags.get("update.from_run_id", "")
+    return tags
