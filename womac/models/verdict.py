@@ -45,6 +45,7 @@ class Check:
     name: str
     passed: bool
     sentence: str
+    short: str = ""  # a subgroup's figure, for a list of several
 
 
 def judge(assessed: PatientsAssessed, settings: Settings) -> tuple[Verdict, list[Check]]:
@@ -74,10 +75,10 @@ def reasons(verdict: Verdict, checks: list[Check], assessed: PatientsAssessed) -
     overall = [check.sentence for check in failed if not check.name.startswith(_SUBGROUP)]
     groups = [check for check in failed if check.name.startswith(_SUBGROUP)]
     if groups:
-        listed = "; ".join(check.sentence.split(": under-covers")[0] for check in groups)
+        listed = "; ".join(check.short for check in groups)
         overall.append(
-            f"Under-covered beyond sampling error in {len(groups)} subgroup"
-            f"{'s' if len(groups) > 1 else ''}: {listed}."
+            f"The interval under-covers beyond sampling error in {len(groups)} subgroup"
+            f"{'s' if len(groups) > 1 else ''} (share of new patients inside it): {listed}."
         )
     if overall:
         return overall
@@ -170,7 +171,8 @@ def _subgroups(performance: Performance, settings: Settings) -> list[Check]:
         )
         group = f"{_SUBGROUP_NAMES.get(row.subgroup, row.subgroup)} {row.level}"
         name = f"{_SUBGROUP}{row.subgroup}_{row.level}"
-        checks.append(Check(name, gate.passed, f"{group}: {gate.sentence}"))
+        short = f"{group} {row.coverage:.1%} of {row.n}"
+        checks.append(Check(name, gate.passed, f"{group}: {gate.sentence}", short))
     return checks
 
 
