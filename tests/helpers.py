@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pandas as pd
@@ -298,3 +298,29 @@ def _redcap_dictionary() -> pd.DataFrame:
             "Choices, Calculations, OR Slider Labels",
         ],
     )
+
+
+def assert_one_patient_answers_as_the_batch(scorer: Any, records: list[dict[str, Any]]) -> None:
+    """Each record scored alone (the compiled single-patient path) gives the answer the array
+    path gives it in a batch: point, explanation, interval, chance, eligibility, warnings."""
+    import numpy as np
+    import pytest
+
+    from womac.data.patients import patients_columns
+
+    batch = scorer.answer_columns(patients_columns(records))
+    for i, record in enumerate(records):
+        one = scorer.answer_records([record])
+        assert one.expected_improvement[0] == pytest.approx(
+            batch.expected_improvement[i], abs=1e-9
+        )
+        assert one.base_value == pytest.approx(batch.base_value, abs=1e-9)
+        np.testing.assert_allclose(one.contributions[0], batch.contributions[i], atol=1e-9)
+        assert one.lower[0] == pytest.approx(batch.lower[i], abs=1e-9)
+        assert one.upper[0] == pytest.approx(batch.upper[i], abs=1e-9)
+        assert one.p_clinically_important[0] == pytest.approx(
+            batch.p_clinically_important[i], abs=1e-9
+        )
+        assert bool(one.candidate[0]) == bool(batch.candidate[i])
+        assert one.reasons[0] == batch.reasons[i]
+        assert one.warnings[0] == batch.warnings[i]

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.helpers import assert_one_patient_answers_as_the_batch
 from womac.data.cohort import model_input, read_cohort
 from womac.data.contract import ELIGIBILITY_FLAGS, FIELDS, PREDICTOR_NAMES, Kind, Role
 from womac.data.patients import patients_columns
@@ -77,22 +78,7 @@ def test_features_predictions_and_contributions_match_the_pipeline(
 def test_every_answer_matches_the_array_path(
     scorer: Scorer, records: list[dict[str, Any]]
 ) -> None:
-    batch = scorer.answer_columns(patients_columns(records))
-    for i, record in enumerate(records):
-        one = scorer.answer_records([record])
-        assert one.expected_improvement[0] == pytest.approx(
-            batch.expected_improvement[i], abs=1e-9
-        )
-        assert one.base_value == pytest.approx(batch.base_value, abs=1e-9)
-        np.testing.assert_allclose(one.contributions[0], batch.contributions[i], atol=1e-9)
-        assert one.lower[0] == pytest.approx(batch.lower[i], abs=1e-9)
-        assert one.upper[0] == pytest.approx(batch.upper[i], abs=1e-9)
-        assert one.p_clinically_important[0] == pytest.approx(
-            batch.p_clinically_important[i], abs=1e-9
-        )
-        assert bool(one.candidate[0]) == bool(batch.candidate[i])
-        assert one.reasons[0] == batch.reasons[i]
-        assert one.warnings[0] == batch.warnings[i]
+    assert_one_patient_answers_as_the_batch(scorer, records)
 
 
 def test_patients_outside_training_and_at_the_floor_match_too(

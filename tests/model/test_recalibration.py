@@ -14,10 +14,9 @@ from scipy import stats
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 
-from tests.helpers import read_simulated
+from tests.helpers import assert_one_patient_answers_as_the_batch, read_simulated
 from womac.data.cohort import Cohort, model_input
 from womac.data.contract import ELIGIBILITY_FLAGS, PREDICTOR_NAMES
-from womac.data.patients import patients_columns
 from womac.features.encoding import PatientEncoder
 from womac.models.blend import ALL_INPUTS, TREE_INPUTS, BlendedRegressor
 from womac.models.calibration import refit_on_all
@@ -112,20 +111,8 @@ def test_explanations_stay_exact_and_one_patient_matches_the_batch(
     )
     old = Scorer(served).predict(patients)
     np.testing.assert_allclose(answers["base_value"], 6.0 + 0.7 * old["base_value"], atol=1e-9)
-    records = _records(new_cohort)
-    batch = scorer.answer_columns(patients_columns(records))
-    for i, record in enumerate(records[:100]):
-        one = scorer.answer_records([record])  # the compiled single-patient path
-        assert one.expected_improvement[0] == pytest.approx(
-            batch.expected_improvement[i], abs=1e-9
-        )
-        assert one.base_value == pytest.approx(batch.base_value, abs=1e-9)
-        np.testing.assert_allclose(one.contributions[0], batch.contributions[i], atol=1e-9)
-        assert one.lower[0] == pytest.approx(batch.lower[i], abs=1e-9)
-        assert one.upper[0] == pytest.approx(batch.upper[i], abs=1e-9)
-        assert one.p_clinically_important[0] == pytest.approx(
-            batch.p_clinically_important[i], abs=1e-9
-        )
+    # the compiled single-patient path
+    assert_one_patient_answers_as_the_batch(scorer, _records(new_cohort)[:100])
 
 
 def test_the_scale_multiplies_the_interval_around_the_updated_point(
