@@ -84,7 +84,7 @@ def decide_promotion(
         passes.append("no champion yet")
     else:
         champion_rmse, beats, sentence = _versus_champion(
-            client, current, settings, evaluated, evaluation, sides, data_sha256
+            client, current, settings, evaluated, evaluation, sides, data_sha256, patients
         )
         (passes if beats else refusals).append(sentence)
     reason = "; ".join(refusals or passes)
@@ -102,6 +102,7 @@ def _versus_champion(
     evaluation: Evaluation,
     sides: Sides,
     data_sha256: str,
+    patients: str = "held-out",
 ) -> tuple[float | None, bool, str]:
     """The champion's RMSE, whether the new model beats it, and the sentence saying so."""
     recorded = _same_split_figure(client, current, settings, data_sha256)
@@ -125,11 +126,15 @@ def _versus_champion(
     # Computed the same way for both.
     beats = new_rmse < champion_rmse - RMSE_TIE
     versus = (
-        f"held-out RMSE {new_rmse:.3f} {'beats' if beats else 'does not beat'} "
+        f"{_rmse_on(patients)} {new_rmse:.3f} {'beats' if beats else 'does not beat'} "
         f"champion v{current.version} ({champion_rmse:.3f}"
         f"{', its own held-out figure on this file' if recorded is not None else ''})"
     )
     return champion_rmse, beats, versus
+
+
+def _rmse_on(patients: str) -> str:
+    return "held-out RMSE" if patients == "held-out" else f"RMSE on the {patients} patients"
 
 
 def _rmse(observed: np.ndarray, predicted: np.ndarray) -> float:
