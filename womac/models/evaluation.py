@@ -130,11 +130,11 @@ def subgroup_table(
                     level=str(level),
                     n=n,
                     rmse=point["rmse"],
-                    rmse_ci=_ci(rmse),
+                    rmse_ci=percentile_interval(rmse),
                     calibration_slope=point["calibration_slope"],
-                    calibration_slope_ci=_ci(slope),
+                    calibration_slope_ci=percentile_interval(slope),
                     coverage=float(covered[members].mean()),
-                    coverage_ci=_ci(coverage),
+                    coverage_ci=percentile_interval(coverage),
                     mean_predicted=float(predicted[members].mean()),
                     mean_observed=float(observed[members].mean()),
                 )
@@ -170,7 +170,8 @@ def _bootstrap(
     return np.concatenate(rmse), np.concatenate(slope), np.concatenate(coverage)
 
 
-def _ci(values: np.ndarray) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray) -> tuple[float, float]:
+    """The 95% percentile interval of bootstrap resamples (NaN ones left out)."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return (float("nan"), float("nan"))

@@ -37,6 +37,7 @@ from womac.models.evaluation import (
     SubgroupRow,
     binned_calibration,
     calibration_curve,
+    percentile_interval,
     responder_metrics,
     subgroup_labels,
     subgroup_table,
@@ -285,7 +286,7 @@ def _performance(scored: Scored, held_out: Mapping[str, Any], seed: int) -> Perf
 
     def estimate(name: str, held: float | None = None) -> Estimate:
         value = point[name] if name in point else float(np.mean(difference))
-        low, high = _interval(boot[name])
+        low, high = percentile_interval(boot[name])
         return Estimate(value, low, high, held if held is None else float(held))
 
     coverage_ci = wilson_interval(float(covered.mean()), n) or (float("nan"),) * 2
@@ -345,14 +346,6 @@ def _bootstrap(
         for name, values in figures.items():
             parts.setdefault(name, []).append(values)
     return {name: np.concatenate(values) for name, values in parts.items()}
-
-
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    finite = values[np.isfinite(values)]
-    if finite.size == 0:
-        return (float("nan"), float("nan"))
-    low, high = np.quantile(finite, [0.025, 0.975])
-    return (float(low), float(high))
 
 
 def _mean_estimate(values: np.ndarray) -> Estimate:
