@@ -38,6 +38,7 @@ from womac.models.metrics import regression_metrics
 from womac.models.uncertainty import responder_threshold
 from womac.pipeline.plots import (
     decision_curve_plot,
+    drawn,
     observed_vs_predicted,
     residuals,
     responder_calibration,
@@ -218,14 +219,16 @@ def context(cohort: Cohort, export: Path) -> ReportContext:
         promotion_reason=PROMOTION_REASON,
         promoted=True,
         fields_used=[spec.name for spec in PREDICTORS],
-        figures={
-            "observed_vs_predicted": observed_vs_predicted(observed, predicted, title),
-            "residuals": residuals(observed, predicted, title),
-            "shap_summary": shap,
-            "responder_calibration": responder_calibration(evaluation, title),
-            "subgroups": subgroup_forest(evaluation, title),
-            "decision_curve": decision_curve_plot(evaluation.decision_curve, title),
-        },
+        figures=drawn(
+            {
+                "observed_vs_predicted": observed_vs_predicted(observed, predicted, title),
+                "residuals": residuals(observed, predicted, title),
+                "shap_summary": shap,
+                "responder_calibration": responder_calibration(evaluation, title),
+                "subgroups": subgroup_forest(evaluation, title),
+                "decision_curve": decision_curve_plot(evaluation.decision_curve, title),
+            }
+        ),
     )
 
 
@@ -237,7 +240,7 @@ def quick(context: ReportContext) -> ReportContext:
         figure = Figure(figsize=(1, 1), dpi=20)
         figure.subplots().plot([0, 1], [0, 1])
         figures[name] = figure
-    return dataclasses.replace(context, figures=figures)
+    return dataclasses.replace(context, figures=drawn(figures))
 
 
 @pytest.fixture(scope="module")

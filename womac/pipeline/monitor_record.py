@@ -42,6 +42,7 @@ def record(
     import mlflow
 
     from womac.pipeline.monitor_plots import monitoring_figures
+    from womac.pipeline.plots import drawn, log_drawn
     from womac.pipeline.report.monitoring import render_section
     from womac.pipeline.tracking import experiment
 
@@ -67,10 +68,9 @@ def record(
         mlflow.log_dict(result.as_dict(), RESULT_ARTIFACT)
         if layout.mapping_file is not None:
             mlflow.log_artifact(str(layout.mapping_file), "data")
-        figures = monitoring_figures(result, model.held_out)
-        for name, figure in figures.items():
-            mlflow.log_figure(figure, f"plots/{name}.png")
-        section = render_section(result, figures)
+        pngs = drawn(monitoring_figures(result, model.held_out))
+        log_drawn(pngs)
+        section = render_section(result, pngs)
         mlflow.log_text(_page(section, model), SECTION_ARTIFACT)
     status = MonitoringStatus(
         verdict=result.verdict,

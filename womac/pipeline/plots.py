@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import tempfile
 import warnings
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +19,30 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from womac.models.evaluation import Evaluation
+
+
+# Drawn once at this resolution, for MLflow and for the report alike.
+FIGURE_DPI = 100
+
+
+def drawn(figures: Mapping[str, Figure]) -> dict[str, bytes]:
+    """Each figure as PNG bytes, drawn once: the run logs them and the report embeds them."""
+    pngs = {}
+    for name, figure in figures.items():
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format="png", dpi=FIGURE_DPI, facecolor="white")
+        pngs[name] = buffer.getvalue()
+    return pngs
+
+
+def log_drawn(pngs: Mapping[str, bytes], folder: str = "plots") -> None:
+    """Log drawn figures to the active MLflow run as ``<folder>/<name>.png``, in one upload."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as temporary:
+        for name, png in pngs.items():
+            (Path(temporary) / f"{name}.png").write_bytes(png)
+        mlflow.log_artifacts(temporary, folder)
 
 
 def _figure(width: float = 5.5, height: float = 5.0) -> Figure:

@@ -21,6 +21,8 @@ from womac.models.selection import CLEARLY_BETTER_SE
 from womac.models.tracking import is_server
 from womac.pipeline.plots import (
     decision_curve_plot,
+    drawn,
+    log_drawn,
     observed_vs_predicted,
     residuals,
     responder_calibration,
@@ -76,20 +78,18 @@ def training_run(experiment_id: str) -> Iterator[ActiveRun]:
 
 def log_training(
     trained: Trained, settings: Settings, on_step: Callable[[str], None]
-) -> dict[str, Figure]:
-    """Log the run, its candidates, its datasets and its plots; the plots, for the report."""
-    import mlflow
-
+) -> dict[str, bytes]:
+    """Log the run, its candidates, its datasets and its plots; the plots (PNG), for the
+    report."""
     on_step("Logging candidates to MLflow")
     _log_run(trained, settings)
     sides = trained.sides
     _log_selection(trained, settings, n_served=len(sides.y_fit) + len(sides.y_test))
     log_datasets(trained.cohort.source, sides.x_fit, sides.x_test, sides.y_fit, sides.y_test)
     on_step("Drawing plots and SHAP summary")
-    figures = _figures(trained, settings.seed)
-    for name, figure in figures.items():
-        mlflow.log_figure(figure, f"plots/{name}.png")
-    return figures
+    pngs = drawn(_figures(trained, settings.seed))
+    log_drawn(pngs)
+    return pngs
 
 
 def _log_selection(trained: Trained, settings: Settings, *, n_served: int) -> None:

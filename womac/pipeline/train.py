@@ -56,7 +56,7 @@ from womac.pipeline.tracking import experiment, input_example, log_training, tra
 from womac.settings import Settings
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
+    pass
 
 __all__ = [
     "CandidateResult",
@@ -380,7 +380,7 @@ def _report_context(
     settings: Settings,
     run_id: str,
     promotion: Promotion,
-    figures: dict[str, Figure],
+    figures: dict[str, bytes],
 ) -> ReportContext:
     return ReportContext(
         run_id=run_id,

@@ -6,8 +6,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from womac.data.report import DataReport
     from womac.models.evaluation import Evaluation
     from womac.pipeline.results import CandidateResult
@@ -29,6 +27,6 @@ class ReportContext:
     promotion_reason: str
     promoted: bool
     fields_used: list[str]
-    figures: dict[str, Figure]
+    figures: dict[str, bytes]  # PNG, drawn once by the run
     selection_reason: str = ""
     refit_on_all: bool = False

@@ -5,15 +5,12 @@ a page of its own with the monitoring run. Same environment as the model report
 from __future__ import annotations
 
 import base64
-import io
 from typing import TYPE_CHECKING
 
 from womac.pipeline.report.render import _environment
-from womac.pipeline.report.view import FIGURE_DPI, FigureView
+from womac.pipeline.report.view import FigureView
 
 if TYPE_CHECKING:
-    from matplotlib.figure import Figure
-
     from womac.pipeline.monitor import MonitorResult
 
 _TITLES = {
@@ -40,7 +37,7 @@ _TITLES = {
 }
 
 
-def render_section(result: MonitorResult, figures: dict[str, Figure]) -> str:
+def render_section(result: MonitorResult, figures: dict[str, bytes]) -> str:
     """The monitoring as one HTML ``<section>`` (figures embedded)."""
     views = {name: _view(name, figure) for name, figure in figures.items()}
     template = _environment().get_template("sections/monitoring.html")
@@ -53,8 +50,6 @@ def standalone_page(section: str, model: str) -> str:
     return template.render(section=section, model=model) + "\n"
 
 
-def _view(name: str, figure: Figure) -> FigureView:
+def _view(name: str, png: bytes) -> FigureView:
     title, caption = _TITLES.get(name, (name.replace("_", " "), ""))
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, facecolor="white")
-    return FigureView(name, title, caption, base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return FigureView(name, title, caption, base64.b64encode(png).decode("ascii"))

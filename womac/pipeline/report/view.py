@@ -13,7 +13,6 @@ import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from io import BytesIO
 from typing import TYPE_CHECKING, Any
 
 from womac.data.contract import FIELD_BY_NAME, PREDICTORS, Kind, PatientField
@@ -28,7 +27,6 @@ if TYPE_CHECKING:
     from womac.pipeline.report.context import ReportContext
     from womac.pipeline.results import CandidateResult
 
-FIGURE_DPI = 100
 SMALL_SUBGROUP = 50  # below this many patients a subgroup's intervals are wide
 _SUBGROUP_NAMES = {"sex": "Sex", "age_band": "Age band", "kl_grade": "KL grade", "joint": "Joint"}
 # The reader's notes name file lines; the report holds aggregates only.
@@ -163,7 +161,9 @@ def build_view(context: ReportContext) -> ReportView:
     found = environment()
     chosen = _candidate(context, context.chosen)
     comparator = _candidate(context, "baseline_womac")
-    figures = {name: _figure(context, name) for name in (*FIGURES, *context.figures)}
+    figures = {
+        name: _figure(context, name) for name in dict.fromkeys((*FIGURES, *context.figures))
+    }
     return ReportView(
         run=context,
         generated=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -244,12 +244,10 @@ def _rmse_gain(chosen: CandidateResult | None, comparator: CandidateResult | Non
 
 def _figure(context: ReportContext, name: str) -> FigureView:
     title, caption = FIGURES.get(name, (name.replace("_", " ").capitalize(), ""))
-    figure = context.figures.get(name)
-    if figure is None:
+    png = context.figures.get(name)
+    if png is None:
         return FigureView(name, title, caption, None)
-    buffer = BytesIO()
-    figure.savefig(buffer, format="png", dpi=FIGURE_DPI, facecolor="white")
-    return FigureView(name, title, caption, base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return FigureView(name, title, caption, base64.b64encode(png).decode("ascii"))
 
 
 def _grids() -> dict[str, dict[str, list[Any]]]:
