@@ -29,7 +29,7 @@ def womac_env(tracking_uri: str, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WOMAC_", "MLFLOW_"))}
     return env | {
         "WOMAC_TRACKING_URI": tracking_uri,
-        "WOMAC_CV_FOLDS": "3",
+        "WOMAC_CV_FOLDS": "2",
         "MLFLOW_DISABLE_TELEMETRY": "true",
         **settings,
     }
@@ -39,7 +39,7 @@ def womac_env(tracking_uri: str, **settings: str) -> dict[str, str]:
 def training_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A clinic's training export, kept outside every working folder of these tests."""
     path = tmp_path_factory.mktemp("exports") / "clinic-cohort.csv"
-    simulate_cohort(1500, 515151)[0].to_csv(path, index=False)
+    simulate_cohort(600, 515151)[0].to_csv(path, index=False)
     return path
 
 
@@ -113,7 +113,7 @@ def test_training_and_serving_with_postgresql_as_the_tracking_store(
         postgres,
         WOMAC_ARTIFACT_ROOT=str(settings.artifact_root),
         WOMAC_GENERATED_DIR=str(settings.generated_dir),
-        WOMAC_DEFAULT_COHORT_SIZE="1500",
+        WOMAC_DEFAULT_COHORT_SIZE="600",
     )
     trainer = tmp_path / "trainer"
     trainer.mkdir()
