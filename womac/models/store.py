@@ -15,6 +15,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sqlite3
 import tempfile
 from importlib.metadata import version
 from pathlib import Path
@@ -204,12 +205,31 @@ def create_store(tracking_uri: str, artifact_root: str) -> None:
     os.close(handle)
     building = Path(name)
     try:
+        if _EMPTY_STORE:
+            _copy_empty_store(building)
         store = SqlAlchemyStore(f"sqlite:///{building}", artifact_root)
         store.engine.dispose()
+        if not _EMPTY_STORE:
+            _EMPTY_STORE.append(building.read_bytes())
         with contextlib.suppress(FileExistsError):  # a store made meanwhile is kept
             os.link(building, path)  # atomic
     finally:
         building.unlink(missing_ok=True)
+
+
+_EMPTY_STORE: list[bytes] = []  # the first store this process built, as it was built
+
+
+def _copy_empty_store(building: Path) -> None:
+    """MLflow's tables in ``building`` as this process first built them, without their default
+    experiment (MLflow adds it again, pointing into the new store's artifact root).
+
+    Building the tables runs MLflow's schema migrations, a second or two; a process that
+    creates several stores (a benchmark, a test session) runs them once.
+    """
+    building.write_bytes(_EMPTY_STORE[0])
+    with contextlib.closing(sqlite3.connect(building)) as database, database:
+        database.execute("delete from experiments where experiment_id = 0")
 
 
 def connect(tracking_uri: str) -> Any:
