@@ -103,6 +103,20 @@ def test_interval_is_never_upside_down_when_the_estimate_exceeds_the_baseline(
     assert np.all(lower <= 6.0)
 
 
+def test_where_the_ceiling_of_the_scale_closes_the_interval_it_covers_its_level(
+    fitted: OutcomeModel, new_patients: tuple[np.ndarray, ...]
+) -> None:
+    """Improvement cannot exceed the baseline total: where the interval reaches it, no
+    patient is left out above, so the lower end leaves out the whole 20% (not 10%)."""
+    Z, y, baseline = new_patients
+    lower, upper, _ = fitted.distribution(Z, fitted.predict(Z), baseline)
+    at_ceiling = upper == baseline
+    covered = (y >= lower) & (y <= upper)
+    assert at_ceiling.sum() > 1000
+    assert covered[at_ceiling].mean() == pytest.approx(0.8, abs=0.03)
+    assert covered[~at_ceiling].mean() == pytest.approx(0.8, abs=0.03)
+
+
 def test_chance_is_zero_when_the_threshold_exceeds_the_baseline(fitted: OutcomeModel) -> None:
     Z, _, _ = synthetic(500, 4)
     # 9 points are needed, but a baseline total of 8 can improve by 8 at most.
@@ -165,7 +179,7 @@ def test_a_group_with_larger_errors_is_widened_to_its_own_coverage() -> None:
             out_of_fold=out_of_fold,
             folds=folds,
             baseline_total=baseline,
-            group_columns=[(1, 0.5)] if grouped else None,
+            groups=[[(1, 0.5, np.inf)]] if grouped else None,
         )
         for grouped in (False, True)
     }
@@ -183,7 +197,7 @@ def test_a_group_with_larger_errors_is_widened_to_its_own_coverage() -> None:
     assert coverage(fitted[True], ~in_group) == pytest.approx(
         coverage(fitted[False], ~in_group), abs=1e-12
     )  # the others are left as they were
-    assert fitted[True].group_widening_[0] > 1.1
+    assert fitted[True].group_factors_[0] > 1.1
 
 
 @pytest.mark.parametrize("model", [LinearRegression(), Ridge(alpha=30.0)])

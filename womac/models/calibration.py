@@ -29,22 +29,34 @@ def domain_columns(names: list[str]) -> list[int]:
     ]
 
 
-def coverage_groups(encoder: object, names: list[str]) -> list[tuple[int, float]]:
-    """Groups whose coverage must hold, as (encoded column, cut) pairs.
+def coverage_groups(encoder: object, names: list[str]) -> list[list[tuple[int, float, float]]]:
+    """Groups whose coverage must hold, each as its conditions on encoded columns.
 
-    Each level of a required category field, and the patients with a required value
-    unknown. The cut is the encoded value of 0.5 (the encoder standardises its columns).
+    Each level of a required category field, each known grade of a required labelled scale
+    (the KL grade), and the patients with a required value unknown. Cuts are halfway between
+    encoded values (the encoder standardises its columns).
     """
     mean, scale = encoder.mean_, encoder.scale_  # type: ignore[attr-defined]
-    return [
-        (i, (0.5 - mean[i]) / scale[i])
-        for i, column in enumerate(names)
-        if FIELD_BY_NAME[field_of(column)].required
-        and (
-            column.endswith(f"__{UNKNOWN}")
-            or FIELD_BY_NAME[field_of(column)].kind is Kind.CATEGORY
-        )
-    ]
+
+    def encoded(i: int, value: float) -> float:
+        return float((value - mean[i]) / scale[i])
+
+    groups = []
+    for i, column in enumerate(names):
+        spec = FIELD_BY_NAME[field_of(column)]
+        if not spec.required:
+            continue
+        if column.endswith(f"__{UNKNOWN}") or spec.kind is Kind.CATEGORY:
+            groups.append([(i, encoded(i, 0.5), np.inf)])
+        elif column == spec.name and spec.value_labels:
+            indicator = f"{spec.name}__{UNKNOWN}"  # present when training had unknowns
+            unknown = names.index(indicator) if indicator in names else None
+            for value, _ in spec.value_labels:
+                group = [(i, encoded(i, value - 0.5), encoded(i, value + 0.5))]
+                if unknown is not None:
+                    group.append((unknown, -np.inf, encoded(unknown, 0.5)))
+                groups.append(group)
+    return groups
 
 
 def calibrate(
@@ -79,7 +91,7 @@ def calibrate(
         folds=fold_of,
         baseline_total=womac_total(training).to_numpy(dtype=float),
         domain_columns=domain_columns(names),
-        group_columns=coverage_groups(encoder, names),
+        groups=coverage_groups(encoder, names),
     )
     return Pipeline([("preprocess", encoder), ("model", outcome)])
 

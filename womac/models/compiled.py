@@ -33,7 +33,7 @@ import numpy as np
 from womac.data.contract import BASELINE_SUBSCALES, WOMAC_TOTAL_MAX
 from womac.features.encoding import CategoryEncoding, NumericEncoding, PatientEncoder
 from womac.models.explain import Attributor
-from womac.models.uncertainty import OutcomeModel
+from womac.models.uncertainty import IntervalScores, OutcomeModel, interval_bounds
 
 _PREDICT_NORMAL, _PREDICT_CONTRIB = 0, 3
 _FLOAT64 = 1
@@ -232,7 +232,9 @@ class CompiledPatient:
             SingleRowBooster(booster, contributions=False) if booster is not None else None
         )
         self.scores = outcome.scores_.tolist()
-        self.quantiles = {outcome.level: outcome.quantiles(outcome.level)}
+        self.quantiles: dict[float, IntervalScores] = {
+            outcome.level: outcome.quantiles(outcome.level)
+        }
 
     def encode(self, record: Mapping[str, Any]) -> np.ndarray:
         """The encoded, centred and scaled row of one patient (as the pipeline would)."""
@@ -292,10 +294,8 @@ class CompiledPatient:
         level = outcome.level if level is None else level
         if level not in self.quantiles:
             self.quantiles[level] = outcome.quantiles(level)
-        low_score, high_score = self.quantiles[level]
+        lower, upper = interval_bounds(raw, scale, baseline, self.quantiles[level])
         low_limit, high_limit = baseline - WOMAC_TOTAL_MAX, baseline
-        lower = min(max(raw + low_score * scale, low_limit), high_limit)
-        upper = min(max(raw + high_score * scale, low_limit), high_limit)
 
         # responder_threshold's rule, on a scalar.
         threshold = max(outcome.responder_min_points, outcome.responder_min_fraction * baseline)
@@ -324,8 +324,8 @@ class CompiledPatient:
             expected_improvement=bounded,
             base_value=base,
             contributions=contributions,
-            lower=lower,
-            upper=upper,
+            lower=float(lower),
+            upper=float(upper),
             p_clinically_important=probability,
             outside=outside,
             atypical=bool(outcome.atypical(row[None, :])[0]),

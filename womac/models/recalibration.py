@@ -268,7 +268,7 @@ def updated_pipeline(pipeline: Pipeline, update: Update) -> Pipeline:
     outcome: OutcomeModel = updated.named_steps["model"]
     outcome.regressor = recalibrated(outcome.regressor, update.intercept, update.slope)
     if update.scale != 1.0:
-        outcome.scores_ = outcome.scores_ * float(update.scale)  # stays sorted
+        outcome.scale_errors(float(update.scale))
     return updated
 
 

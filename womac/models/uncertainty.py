@@ -14,11 +14,18 @@ distributions):
    and the probability come from one distribution and cannot contradict each other.
 
 Groups of patients whose errors run larger than the pooled scale predicts (a minority joint,
-patients with a core value unknown) would be under-covered by one pooled set of errors: each
-such group gets a widening factor, the smallest that gives its own calibration patients the
-pooled coverage, applied to its members' scale (never narrowing; groups of fewer than
-:data:`MIN_GROUP_SCORES` patients are left as they are). The distribution stays one per
-patient, so range and chance still agree.
+patients with a core value unknown) would be under-covered by one pooled set of errors, and
+groups whose errors run smaller over-covered: each group gets a factor on its members' scale,
+fitted so that its own calibration patients are covered as the pooled ones are; a patient's
+factor is the product of their groups' (groups of fewer than :data:`MIN_GROUP_SCORES`
+patients are left as they are). The distribution stays one per patient, so range and chance
+still agree.
+
+Improvement cannot exceed the baseline total. Where an interval reaches that ceiling nothing is
+left out above it, so its lower end leaves out the whole tail (:class:`IntervalScores`); and
+because errors of patients at the ceiling are cut short by it, the served quantiles are those
+of the nominal level that covers the requested share of calibration patients, drawn as served
+(:meth:`OutcomeModel.served_level`).
 
 Every training patient calibrates (rather than a quarter of them set aside), which makes the
 interval's coverage far less dependent on which patients happened to be set aside; the
@@ -34,6 +41,7 @@ expected improvement never lowers it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,7 +56,45 @@ from womac.models.blend import member_predict
 
 _EPSILON = 1e-4
 MIN_GROUP_SCORES = 200
-_WIDENING = np.round(np.arange(1.0, 2.0001, 0.01), 2)
+_GROUP_FACTORS = np.round(np.arange(0.7, 2.0001, 0.01), 2)
+_SWEEPS = 3
+_NARROW_SE = 2.0  # standard errors of over-coverage a group may keep
+# Levels whose served quantiles are calibrated on the training patients (others interpolate).
+CALIBRATED_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+_NOMINAL_STEP = 0.0025
+_HIGHEST_NOMINAL = 0.999
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalScores:
+    """Conformal quantiles of the normalized errors for an interval covering ``1 - alpha``.
+
+    ``low`` and ``high`` end the two-sided interval (alpha/2 left out on each side). Where the
+    scale's ceiling (improvement equal to the baseline, a 12-month total of 0) already closes
+    the interval above, nothing is left out there, so the lower end leaves out all of alpha:
+    ``low_one_sided``; ``high_one_sided`` likewise at the scale's floor. Otherwise a patient
+    whose outcome can reach the ceiling would be covered at 1 - alpha/2, not 1 - alpha.
+    """
+
+    low: float
+    high: float
+    low_one_sided: float
+    high_one_sided: float
+
+
+def interval_bounds(
+    predicted: Any, scale: Any, baseline_total: Any, scores: IntervalScores
+) -> tuple[Any, Any]:
+    """The interval of expected improvements ``predicted`` with error scales ``scale``, on the
+    WOMAC scale: improvement lies between ``baseline - 96`` and ``baseline``. Arrays or floats.
+    """
+    low_limit, high_limit = baseline_total - WOMAC_TOTAL_MAX, baseline_total
+    lower = predicted + scores.low * scale
+    upper = predicted + scores.high * scale
+    at_ceiling, at_floor = upper >= high_limit, lower <= low_limit
+    lower = np.where(at_ceiling & ~at_floor, predicted + scores.low_one_sided * scale, lower)
+    upper = np.where(at_floor & ~at_ceiling, predicted + scores.high_one_sided * scale, upper)
+    return np.clip(lower, low_limit, high_limit), np.clip(upper, low_limit, high_limit)
 
 
 def responder_threshold(
@@ -122,7 +168,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         folds: Any,
         baseline_total: Any,
         domain_columns: Any = None,
-        group_columns: Any = None,
+        groups: Any = None,
     ) -> OutcomeModel:
         """Learn the difficulty model and the conformal scores from training patients.
 
@@ -140,10 +186,11 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
             Encoded columns that describe how typical a patient is (the core fields every
             patient has); all columns when ``None``. Optional fields left unknown would
             otherwise make most real requests look unusual.
-        group_columns
-            ``(column, cut)`` pairs, one per group whose coverage is checked: a patient is in
-            the group when the encoded column exceeds the cut (the encoded value halfway
-            between absent and present, for a one-hot level or an unknown indicator).
+        groups
+            One entry per group whose coverage is checked: its conditions, ``(column, low,
+            high)`` triples that a member's encoded values all meet (``low < value <=
+            high``), e.g. a one-hot level above the encoded value halfway between absent and
+            present, or a KL grade within half a grade and its unknown indicator below that.
         """
         Z = np.asarray(Z, dtype=float)
         y = np.asarray(y, dtype=float)
@@ -151,10 +198,10 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         baseline_total = np.asarray(baseline_total, dtype=float)
         self.n_features_in_ = Z.shape[1]
         scale = self._fit_difficulty(Z, y, out_of_fold, np.asarray(folds))
-        normalized = (y - out_of_fold) / scale
-        self.scores_ = np.sort(normalized)
-        self._set_groups(group_columns)
-        self.group_widening_ = self._fit_widening(Z, normalized)
+        self.scores_ = np.sort((y - out_of_fold) / scale)
+        self._set_groups(groups)
+        self._fit_levels(y, out_of_fold, scale, baseline_total)
+        self.group_factors_ = self._fit_group_factors(Z, y, out_of_fold, scale, baseline_total)
         scale = scale * self.widening(Z)
         raw = self._raw_probability(out_of_fold, scale, baseline_total)
         responded = y >= responder_threshold(
@@ -181,11 +228,17 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         self.difficulty_ = clone(self.difficulty).fit(Z, error)
         return scale
 
-    def _set_groups(self, group_columns: Any) -> None:
-        """The groups whose coverage is checked, as encoded columns and cuts."""
-        pairs = [(int(c), float(t)) for c, t in group_columns or []]
-        self.group_columns_ = np.array([c for c, _ in pairs], dtype=int)
-        self.group_cuts_ = np.array([t for _, t in pairs], dtype=float)
+    def _set_groups(self, groups: Any) -> None:
+        """The groups whose coverage is checked, as one row per condition (sorted by group)."""
+        rows = [
+            (g, int(column), float(low), float(high))
+            for g, conditions in enumerate(groups or [])
+            for column, low, high in conditions
+        ]
+        self.condition_group_ = np.array([r[0] for r in rows], dtype=int)
+        self.condition_column_ = np.array([r[1] for r in rows], dtype=int)
+        self.condition_low_ = np.array([r[2] for r in rows], dtype=float)
+        self.condition_high_ = np.array([r[3] for r in rows], dtype=float)
 
     def _fit_recalibration(self, raw: np.ndarray, responded: np.ndarray) -> None:
         """Logistic recalibration of the raw responder chance on the calibration patients."""
@@ -246,11 +299,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         baseline_total = np.asarray(baseline_total, dtype=float)
         level = self.level if level is None else level
         scale = self._scale(Z) * self.widening(Z)
-        low_score, high_score = self.quantiles(level)
-        # What the scale allows: the 12-month total lies in 0-96.
-        low_limit, high_limit = baseline_total - WOMAC_TOTAL_MAX, baseline_total
-        lower = np.clip(predicted + low_score * scale, low_limit, high_limit)
-        upper = np.clip(predicted + high_score * scale, low_limit, high_limit)
+        lower, upper = interval_bounds(predicted, scale, baseline_total, self.quantiles(level))
         raw = self._raw_probability(predicted, scale, baseline_total)
         return lower, upper, self.recalibrated(raw)
 
@@ -275,43 +324,132 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         return _floor(self.difficulty_.predict(Z))
 
     def _membership(self, Z: np.ndarray) -> np.ndarray:
-        columns = getattr(self, "group_columns_", np.zeros(0, dtype=int))
-        if len(columns) == 0:
+        """Whether each patient is in each group: all of the group's conditions hold."""
+        groups = self.condition_group_
+        if len(groups) == 0:
             return np.zeros((len(Z), 0), dtype=bool)
-        return np.asarray(Z[:, columns] > self.group_cuts_)
+        values = Z[:, self.condition_column_]
+        holds = (values > self.condition_low_) & (values <= self.condition_high_)
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        return np.asarray(np.logical_and.reduceat(holds, starts, axis=1))
 
-    def _fit_widening(self, Z: np.ndarray, normalized: np.ndarray) -> np.ndarray:
-        """Per group, the smallest factor giving its calibration patients the pooled coverage."""
+    def _fit_levels(
+        self, y: np.ndarray, out_of_fold: np.ndarray, scale: np.ndarray, baseline_total: np.ndarray
+    ) -> None:
+        """For each calibrated level, the nominal level whose quantiles, drawn as served, cover
+        that share of the calibration patients (with the finite-sample correction).
+
+        The errors of patients who reached the ceiling of the scale are cut short by it, which
+        pulls the pooled upper quantile down: the nominal quantiles would leave patients far
+        from the ceiling under-covered. Found by scanning nominal levels upwards in steps of
+        0.25 points; served as an offset, interpolated between calibrated levels.
+        """
+        n = len(y)
+        levels = sorted({*CALIBRATED_LEVELS, float(self.level)})
+        offsets = []
+        for level in levels:
+            target = min(1.0, np.ceil(level * (n + 1)) / n)
+            nominal = level
+            while nominal < _HIGHEST_NOMINAL and (
+                self._coverage(
+                    self._nominal_quantiles(nominal), y, out_of_fold, scale, baseline_total
+                )
+                < target
+            ):
+                nominal += _NOMINAL_STEP
+            offsets.append(min(nominal, _HIGHEST_NOMINAL) - level)
+        self.calibrated_levels_ = np.array(levels)
+        self.level_offsets_ = np.array(offsets)
+
+    def _coverage(
+        self,
+        scores: IntervalScores,
+        y: np.ndarray,
+        out_of_fold: np.ndarray,
+        scale: np.ndarray,
+        baseline_total: np.ndarray,
+    ) -> float:
+        """Share of calibration patients inside their interval, drawn as served."""
+        lower, upper = interval_bounds(out_of_fold, scale, baseline_total, scores)
+        return float(np.mean((y >= lower) & (y <= upper)))
+
+    def _fit_group_factors(
+        self,
+        Z: np.ndarray,
+        y: np.ndarray,
+        out_of_fold: np.ndarray,
+        scale: np.ndarray,
+        baseline_total: np.ndarray,
+    ) -> np.ndarray:
+        """One factor per group on its members' scale, so that each group's calibration
+        patients are covered as the pooled ones are (intervals drawn as served).
+
+        A patient's factor is the product of their groups' (raking: every patient is in a KL
+        grade, a sex and a joint, so a maximum could never narrow an over-covered group).
+        Each group's factor is the smallest on the grid giving it the pooled coverage, the
+        others held (below 1 only for a group covered more than :data:`_NARROW_SE` standard
+        errors above it, and then only to that edge); a few sweeps over the groups settle them.
+        """
         member = self._membership(Z)
-        low, high = self.quantiles(self.level)
-        target = np.mean((normalized >= low) & (normalized <= high))
-        widening = np.ones(member.shape[1])
-        for g in range(member.shape[1]):
-            scores = normalized[member[:, g]]
-            if len(scores) < MIN_GROUP_SCORES:
-                continue
-            covered = [np.mean((scores >= f * low) & (scores <= f * high)) for f in _WIDENING]
-            enough = np.flatnonzero(np.asarray(covered) >= target)
-            widening[g] = _WIDENING[enough[0]] if len(enough) else _WIDENING[-1]
-        return widening
+        scores = self.quantiles(self.level)
+
+        def coverage(rows: np.ndarray, factor: np.ndarray) -> float:
+            return self._coverage(
+                scores, y[rows], out_of_fold[rows], factor * scale[rows], baseline_total[rows]
+            )
+
+        target = coverage(np.arange(len(y)), np.ones(len(y)))
+        factors = np.ones(member.shape[1])
+        fitted = [g for g in range(member.shape[1]) if member[:, g].sum() >= MIN_GROUP_SCORES]
+        for _ in range(_SWEEPS):
+            for g in fitted:
+                rows = np.flatnonzero(member[:, g])
+                others = _product(member[rows], factors) / factors[g]
+                covered = np.array([coverage(rows, f * others) for f in _GROUP_FACTORS])
+                # Narrowed only when clearly over-covered, and only to the edge of its noise:
+                # a group's coverage among m patients varies by sqrt(p (1 - p) / m).
+                noise = _NARROW_SE * np.sqrt(target * (1 - target) / len(rows))
+                if covered[_GROUP_FACTORS == 1.0][0] > target + noise:
+                    enough = np.flatnonzero(covered >= target + noise)
+                else:
+                    enough = np.flatnonzero((covered >= target) & (_GROUP_FACTORS >= 1.0))
+                factors[g] = _GROUP_FACTORS[enough[0]] if len(enough) else _GROUP_FACTORS[-1]
+        return factors
 
     def widening(self, Z: Any) -> np.ndarray:
-        """Each patient's widening factor: the largest of their groups' (1 for none)."""
-        Z = np.asarray(Z, dtype=float)
-        member = self._membership(Z)
+        """Each patient's factor on the error scale: the product of their groups' (1 for
+        none; below 1 narrows)."""
+        member = self._membership(np.asarray(Z, dtype=float))
         if member.shape[1] == 0:
-            return np.ones(len(Z))
-        return np.asarray(np.max(np.where(member, self.group_widening_, 1.0), axis=1))
+            return np.ones(len(member))
+        return _product(member, self.group_factors_)
 
-    def quantiles(self, level: float) -> tuple[float, float]:
+    def quantiles(self, level: float) -> IntervalScores:
+        """Conformal quantiles of the calibration scores for an interval covering ``level``:
+        those of the nominal level calibrated for it (:meth:`served_level`)."""
+        return self._nominal_quantiles(self.served_level(level))
+
+    def served_level(self, level: float) -> float:
+        """The nominal level whose quantiles cover ``level`` of the calibration patients."""
+        levels = getattr(self, "calibrated_levels_", None)
+        if levels is None:  # fitted before levels were calibrated
+            return level
+        offset = float(np.interp(level, levels, self.level_offsets_))
+        return min(level + offset, _HIGHEST_NOMINAL)
+
+    def _nominal_quantiles(self, level: float) -> IntervalScores:
         """Conformal quantiles of the calibration scores with the finite-sample correction."""
-        n = len(self.scores_)
         alpha = 1.0 - level
-        low_rank = int(np.floor(alpha / 2 * (n + 1)))
-        high_rank = int(np.ceil((1 - alpha / 2) * (n + 1)))
-        low = self.scores_[low_rank - 1] if low_rank >= 1 else -np.inf
-        high = self.scores_[high_rank - 1] if high_rank <= n else np.inf
-        return float(low), float(high)
+        return IntervalScores(
+            low=_below(self.scores_, alpha / 2),
+            high=_above(self.scores_, alpha / 2),
+            low_one_sided=_below(self.scores_, alpha),
+            high_one_sided=_above(self.scores_, alpha),
+        )
+
+    def scale_errors(self, factor: float) -> None:
+        """Multiply the calibration errors by ``factor`` (a recalibrated interval's width)."""
+        self.scores_ = self.scores_ * factor  # stays sorted
 
     def _raw_probability(
         self, predicted: np.ndarray, scale: np.ndarray, baseline_total: np.ndarray
@@ -330,6 +468,24 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
     def _distance(self, Z: np.ndarray) -> np.ndarray:
         centred = Z[:, self.domain_columns_] - self.center_
         return np.sqrt(np.einsum("ij,jk,ik->i", centred, self.precision_, centred))
+
+
+def _below(sorted_scores: np.ndarray, tail: float) -> float:
+    """The score leaving out at most ``tail`` below it (rank floor(tail (n + 1)))."""
+    rank = int(np.floor(tail * (len(sorted_scores) + 1)))
+    return float(sorted_scores[rank - 1]) if rank >= 1 else -np.inf
+
+
+def _above(sorted_scores: np.ndarray, tail: float) -> float:
+    """The score leaving out at most ``tail`` above it (rank ceil((1 - tail) (n + 1)))."""
+    n = len(sorted_scores)
+    rank = int(np.ceil((1 - tail) * (n + 1)))
+    return float(sorted_scores[rank - 1]) if rank <= n else np.inf
+
+
+def _product(member: np.ndarray, factors: np.ndarray) -> np.ndarray:
+    """Per row, the product of the factors of the groups it belongs to."""
+    return np.asarray(np.prod(np.where(member, factors, 1.0), axis=1))
 
 
 def _floor(scale: Any) -> np.ndarray:
