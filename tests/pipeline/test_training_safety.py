@@ -25,7 +25,7 @@ from womac.pipeline import train as training
 from womac.settings import Settings
 
 MODEL = "womac-improvement"
-SMALL = 800
+SMALL = 500
 
 
 def versions(settings: Settings) -> list[Any]:
@@ -44,8 +44,8 @@ def cohort_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_same_data_seed_and_versions_give_identical_metrics_and_predictions(
     cohort_file: Path, tmp_path: Path
 ) -> None:
-    first = training.train(cohort_file, store_settings(tmp_path / "a", cv_folds=3))
-    second = training.train(cohort_file, store_settings(tmp_path / "b", cv_folds=3))
+    first = training.train(cohort_file, store_settings(tmp_path / "a", cv_folds=2))
+    second = training.train(cohort_file, store_settings(tmp_path / "b", cv_folds=2))
     assert first.chosen == second.chosen
     assert first.evaluation.point == second.evaluation.point
     assert first.evaluation.coverage == second.evaluation.coverage
@@ -70,7 +70,7 @@ def test_an_interrupt_during_registration_undoes_it(
     cohort_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The worst moment: the version exists, its tags and the alias are half written."""
-    settings = store_settings(tmp_path, cv_folds=3)
+    settings = store_settings(tmp_path, cv_folds=2)
     first = training.train(cohort_file, settings)
     before = {str(v.version) for v in versions(settings)}
 
@@ -178,7 +178,7 @@ def test_training_killed_at_any_point_registers_nothing_and_leaves_no_partial_fi
 def test_two_trainings_at_once_on_one_store_both_finish_and_the_registry_stays_consistent(
     cohort_file: Path, tmp_path: Path
 ) -> None:
-    settings = store_settings(tmp_path, cv_folds=3)
+    settings = store_settings(tmp_path, cv_folds=2)
     other = tmp_path / "other.csv"
     simulate_cohort(SMALL, 6161)[0].to_csv(other, index=False)
     # Two trainings on two cores: OpenMP threads that spin while they wait for work would

@@ -41,7 +41,7 @@ def logged_requests(server_log: str, route: str) -> list[dict[str, Any]]:
 
 # Enough patients for the promotion gates: at 600 (106 held out) this seed's comparator
 # is chosen with a calibration slope of 0.76 and, rightly, not promoted.
-COHORT_SIZE = 1000
+COHORT_SIZE = 600
 ROUNDING = 5e-4 + 1e-9  # the scores file carries three decimals
 
 
