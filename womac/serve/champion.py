@@ -3,6 +3,10 @@
 The lookup (MLflow and its SQLAlchemy store: ~2 s of imports) runs on one core while the
 service imports scikit-learn, skops and LightGBM (~2 s) on the other; the service itself
 never imports MLflow. This module stays light so that starting the child costs nothing.
+
+A process that has imported MLflow already (a notebook or a test session creating the app)
+has nothing to overlap: the lookup runs in a thread of its own instead, MLflow's tracking and
+registry URIs left as they were.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 
 from pydantic import ValidationError
 
@@ -19,6 +24,7 @@ from womac.models.lookup import (
     LookupFailed,
     LookupRequest,
     NoChampion,
+    answer,
 )
 from womac.models.registry import Command, train_advice
 from womac.models.tracking import sqlite_file
@@ -47,6 +53,10 @@ class ChampionLookup:
         self.request = LookupRequest(
             tracking_uri=uri, model_name=settings.model_name, alias=settings.champion_alias
         )
+        self.inline: _InlineLookup | None = None
+        if "mlflow" in sys.modules:  # its imports are paid for: no child to overlap them
+            self.inline = _InlineLookup(self.request)
+            return
         self.process = subprocess.Popen(
             [sys.executable, "-m", "womac.models.lookup"],
             stdin=subprocess.PIPE,
@@ -60,6 +70,8 @@ class ChampionLookup:
         """The champion's details, or why there are none."""
         if self.early is not None:
             return self.early
+        if self.inline is not None:
+            return self.inline.result(LOOKUP_TIMEOUT_S)
         assert self.process is not None
         try:
             output, _ = self.process.communicate(
@@ -73,3 +85,30 @@ class ChampionLookup:
             return ANSWER.validate_json(output)
         except ValidationError:  # the child died before answering, or answered garbage
             return LookupFailed(message="the model registry lookup failed")
+
+
+class _InlineLookup:
+    """The lookup in a daemon thread of this process (a registry that hangs keeps only it)."""
+
+    def __init__(self, request: LookupRequest) -> None:
+        self.answer: ChampionFound | NoChampion | LookupFailed | None = None
+        self.thread = threading.Thread(
+            target=self._run, args=(request.model_dump_json(),), daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, request_json: str) -> None:
+        import mlflow
+
+        tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+        try:
+            self.answer = answer(request_json)
+        finally:  # the process's own MLflow settings, as they were
+            mlflow.set_tracking_uri(tracking)
+            mlflow.set_registry_uri(registry)
+
+    def result(self, timeout: float) -> ChampionFound | NoChampion | LookupFailed:
+        self.thread.join(timeout)
+        if self.answer is None:
+            return LookupFailed(message="the model registry did not answer in time")
+        return self.answer
