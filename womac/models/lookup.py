@@ -13,6 +13,7 @@ This is not a command line for people: ``womac`` is the one command line.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import tempfile
 from pathlib import Path
@@ -131,6 +132,13 @@ def answer(request_json: bytes | str) -> ChampionFound | NoChampion | LookupFail
 
 
 def _main() -> None:
+    # Import what the lookup needs before waiting for the request: the parent sends it once
+    # its own imports are done, and these ~2 s should overlap them, not follow them.
+    with contextlib.suppress(Exception):  # a failed import is reported by answer()
+        import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
+
+        import womac.models.registry
+        import womac.models.store  # noqa: F401
     sys.stdout.write(ANSWER.dump_json(answer(sys.stdin.buffer.read())).decode())
 
 
