@@ -68,3 +68,28 @@ def test_without_a_champion_predictions_are_503_with_the_command_that_makes_one(
     for response in (predicted, card):
         assert response.status_code == 503
         assert "womac train" in response.json()["detail"]
+
+
+def test_a_process_with_mlflow_imported_looks_up_in_place_and_keeps_its_mlflow_settings(
+    trained: Any, store: Any, tmp_path: Path
+) -> None:
+    """A notebook that imported MLflow and points it at its own store creates the app: the
+    champion is found in a thread, not a child process, and the notebook's MLflow still
+    points where it did."""
+    import mlflow
+
+    from womac.serve.champion import ChampionLookup
+    from womac.serve.model import load_champion
+
+    own = f"sqlite:///{tmp_path / 'notebook.db'}"
+    mlflow.set_tracking_uri(own)
+    mlflow.set_registry_uri(own)
+    try:
+        lookup = ChampionLookup(store)
+        assert lookup.process is None  # no child started
+        served = load_champion(store, lookup)
+        assert served.version == trained.model_version
+        assert (mlflow.get_tracking_uri(), mlflow.get_registry_uri()) == (own, own)
+    finally:
+        mlflow.set_tracking_uri(store.resolved_tracking_uri())
+        mlflow.set_registry_uri(store.resolved_tracking_uri())
