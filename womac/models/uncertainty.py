@@ -351,27 +351,13 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
             target = min(1.0, np.ceil(level * (n + 1)) / n)
             nominal = level
             while nominal < _HIGHEST_NOMINAL and (
-                self._coverage(
-                    self._nominal_quantiles(nominal), y, out_of_fold, scale, baseline_total
-                )
+                _coverage(self._nominal_quantiles(nominal), y, out_of_fold, scale, baseline_total)
                 < target
             ):
                 nominal += _NOMINAL_STEP
             offsets.append(min(nominal, _HIGHEST_NOMINAL) - level)
         self.calibrated_levels_ = np.array(levels)
         self.level_offsets_ = np.array(offsets)
-
-    def _coverage(
-        self,
-        scores: IntervalScores,
-        y: np.ndarray,
-        out_of_fold: np.ndarray,
-        scale: np.ndarray,
-        baseline_total: np.ndarray,
-    ) -> float:
-        """Share of calibration patients inside their interval, drawn as served."""
-        lower, upper = interval_bounds(out_of_fold, scale, baseline_total, scores)
-        return float(np.mean((y >= lower) & (y <= upper)))
 
     def _fit_group_factors(
         self,
@@ -394,7 +380,7 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
         scores = self.quantiles(self.level)
 
         def coverage(rows: np.ndarray, factor: np.ndarray) -> float:
-            return self._coverage(
+            return _coverage(
                 scores, y[rows], out_of_fold[rows], factor * scale[rows], baseline_total[rows]
             )
 
@@ -468,6 +454,18 @@ class OutcomeModel(RegressorMixin, BaseEstimator):
     def _distance(self, Z: np.ndarray) -> np.ndarray:
         centred = Z[:, self.domain_columns_] - self.center_
         return np.sqrt(np.einsum("ij,jk,ik->i", centred, self.precision_, centred))
+
+
+def _coverage(
+    scores: IntervalScores,
+    y: np.ndarray,
+    predicted: np.ndarray,
+    scale: np.ndarray,
+    baseline_total: np.ndarray,
+) -> float:
+    """Share of patients inside their interval, drawn as served."""
+    lower, upper = interval_bounds(predicted, scale, baseline_total, scores)
+    return float(np.mean((y >= lower) & (y <= upper)))
 
 
 def _below(sorted_scores: np.ndarray, tail: float) -> float:

@@ -91,7 +91,7 @@ class _InlineLookup:
     """The lookup in a daemon thread of this process (a registry that hangs keeps only it)."""
 
     def __init__(self, request: LookupRequest) -> None:
-        self.answer: ChampionFound | NoChampion | LookupFailed | None = None
+        self.found: ChampionFound | NoChampion | LookupFailed | None = None
         self.thread = threading.Thread(
             target=self._run, args=(request.model_dump_json(),), daemon=True
         )
@@ -102,13 +102,13 @@ class _InlineLookup:
 
         tracking, registry = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
         try:
-            self.answer = answer(request_json)
+            self.found = answer(request_json)
         finally:  # the process's own MLflow settings, as they were
             mlflow.set_tracking_uri(tracking)
             mlflow.set_registry_uri(registry)
 
     def result(self, timeout: float) -> ChampionFound | NoChampion | LookupFailed:
         self.thread.join(timeout)
-        if self.answer is None:
+        if self.found is None:
             return LookupFailed(message="the model registry did not answer in time")
-        return self.answer
+        return self.found
