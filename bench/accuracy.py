@@ -334,8 +334,7 @@ def main() -> None:
     if args.mode == "gates":
         gates(args.sizes or [1000, 2000], args.seeds or 20)
     else:
-        sizes = args.sizes or [1000, 4000, 20000]
-        accuracy(sizes, args.seeds or 3, args.processes, args.result)
+        accuracy(args.sizes or [1000, 4000, 20000], args.seeds or 3, args.processes, args.result)
 
 
 if __name__ == "__main__":
